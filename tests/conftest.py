@@ -1,0 +1,37 @@
+"""Test set-up: CPU backend, 8 fake CPU devices, persistent compilation cache.
+
+The environment must be set before jax is imported anywhere, which is why it
+happens at the top of this file (pytest imports conftest.py first).
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+  os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+_CACHE = pathlib.Path(os.environ.get(
+    "REPRO_JAX_TEST_CACHE", pathlib.Path.home() / ".cache" / "repro_jax" / "jax_test_cache"))
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture
+def x64():
+  """Run the test body with float64 enabled (for identities checked to ~1e-10)."""
+  with jax.enable_x64(True):
+    yield
+
+
+@pytest.fixture(scope="session")
+def mesh8():
+  """A 1-D mesh over the 8 fake CPU devices."""
+  from repro_jax import sharding
+  assert jax.device_count() == 8, "conftest must set 8 fake CPU devices before jax starts"
+  return sharding.make_mesh(8)
