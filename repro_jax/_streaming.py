@@ -41,11 +41,16 @@ def _sq_dists(x, x_sq, y, y_sq, precision):
 
 
 def _block_stats(x, x_sq, y, y_sq, coef, precision) -> LSEStats:
-  logits = -_sq_dists(x, x_sq, y, y_sq, precision) * coef[:, None]
-  # The shift is a constant of the log-sum-exp: no gradient flows through it.
-  m = lax.stop_gradient(jnp.max(logits, axis=1))
-  m_safe = jnp.where(jnp.isfinite(m), m, 0.0)
-  p = jnp.exp(logits - m_safe[:, None])
+  d = _sq_dists(x, x_sq, y, y_sq, precision)
+  # Shift by the smallest distance *before* scaling: the nearest row gets
+  # exactly z = 0 whatever the rounding (with |logits| up to ~1e15 for far
+  # queries and tiny σ, subtracting a max of scaled logits is not exact once
+  # the compiler contracts the product into an FMA).  The shift is a constant
+  # of the log-sum-exp, so it carries no gradient.
+  d_min = lax.stop_gradient(jnp.min(d, axis=1))
+  d_min_safe = jnp.where(jnp.isfinite(d_min), d_min, 0.0)
+  p = jnp.exp(-(d - d_min_safe[:, None]) * coef[:, None])
+  m = -d_min * coef
   return LSEStats(m, jnp.sum(p, axis=1), jnp.matmul(p, y, precision=precision))
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -94,13 +95,18 @@ class Schedule:
     """`s` at the time where the schedule reaches σ."""
     return self.scale(self.t_of_sigma(sigma))
 
+  def sigma_np(self, t) -> np.ndarray:
+    """σ(t) evaluated in float64 on the host (for building grids)."""
+    with jax.enable_x64(True):
+      return np.asarray(self.sigma(jnp.asarray(t, jnp.float64)), np.float64)
+
   @property
   def sigma_min(self) -> float:
-    return float(self.sigma(jnp.asarray(self.t_min, jnp.float32)))
+    return float(self.sigma_np(self.t_min))
 
   @property
   def sigma_max(self) -> float:
-    return float(self.sigma(jnp.asarray(self.t_max, jnp.float32)))
+    return float(self.sigma_np(self.t_max))
 
 
 def _vp_integral(t, beta_min, beta_max):
@@ -245,11 +251,11 @@ class _Discrete(Schedule):
     raise NotImplementedError
 
   def sigma(self, t):
-    ls = self._log_sigmas()
+    ls = jnp.asarray(self._log_sigmas())
     return jnp.exp(jnp.interp(t, jnp.arange(ls.shape[0], dtype=ls.dtype), ls))
 
   def t_of_sigma(self, sigma):
-    ls = self._log_sigmas()
+    ls = jnp.asarray(self._log_sigmas())
     return jnp.interp(jnp.log(sigma), ls, jnp.arange(ls.shape[0], dtype=ls.dtype))
 
 
@@ -396,7 +402,7 @@ def sigma_grid(schedule: Schedule, steps: int, spacing: str = "uniform", *,
       sig = np.array([hi])
   else:
     ts = _time_points(schedule, k, spacing)
-    sig = np.asarray(schedule.sigma(jnp.asarray(ts, jnp.float32)), np.float64)
+    sig = schedule.sigma_np(ts)
     if sigma_min is not None or sigma_max is not None:
       sig = np.clip(sig, lo, hi)
   if final == "zero":

@@ -11,7 +11,7 @@ on every host).
 from __future__ import annotations
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -28,7 +28,10 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
   n = len(devices) if num_devices is None else int(num_devices)
   if not 1 <= n <= len(devices):
     raise ValueError(f"num_devices={num_devices} but {len(devices)} devices exist.")
-  return jax.make_mesh((n,), (DATA_AXIS,), devices=devices[:n])
+  # Auto axes: shardings are given explicitly (NamedSharding, shard_map specs)
+  # and XLA inserts the transfers between them.
+  return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                       devices=devices[:n])
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,0 +1,42 @@
+"""The main job: every study at CPU scale, then the results page.
+
+  python -m experiments.reproduce                      # all studies, skip up-to-date
+  python -m experiments.reproduce --only=theory_checks --force
+  python -m experiments.reproduce --variant=paper      # paper-scale configs (GPU/TPU)
+"""
+
+from absl import app
+from absl import flags
+
+from repro_jax import sharding
+from repro_jax.studies import STUDIES
+from repro_jax.studies import runner
+
+_ONLY = flags.DEFINE_string("only", None, f"Comma-separated subset of: {', '.join(STUDIES)}.")
+_FORCE = flags.DEFINE_bool("force", False, "Rerun studies whose results are up to date.")
+_VARIANT = flags.DEFINE_enum("variant", "cpu", ["cpu", "smoke", "paper"],
+                             "Config variant of every study: CPU scale, seconds, or paper scale.")
+_RESULTS = flags.DEFINE_string("results_dir", "results", "Where results are written.")
+_LIST = flags.DEFINE_bool("list", False, "List the studies and exit.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False,
+                                 "Call jax.distributed.initialize() (multi-host).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _LIST.value:
+    for name, (_, cfg) in STUDIES.items():
+      print(f"{name:32s} {cfg}")
+    return
+  sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
+  try:
+    names = runner.select(_ONLY.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  runner.run_studies(names, variant=_VARIANT.value, results_dir=_RESULTS.value,
+                     force=_FORCE.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,11 @@
+"""Experiments as library code: each study module exposes `run(config, workdir)`.
+
+Entry points in `experiments/` only parse flags and call `run`; the main job
+(`python -m experiments.reproduce`) runs the studies listed in `STUDIES`, in
+order, and rebuilds `results/README.md` from their `report.md` sections.
+"""
+
+# name -> (module under repro_jax.studies, config file relative to the repo root)
+STUDIES: dict[str, tuple[str, str]] = {
+    "theory_checks": ("theory_checks", "configs/theory_checks.py"),
+}
