@@ -173,3 +173,30 @@ def nearest(x, data, *, chunk=DEFAULT_CHUNK, precision="highest") -> NNStats:
     raise ValueError("nearest(): more than 2**24 rows need float64 data.")
   side = jnp.stack([y_sq, rows.astype(y_sq.dtype)], axis=1)
   return _chunked(block, _merge_nn, data, side, chunk)
+
+
+def nearest_k(x, data, k: int, *, chunk=DEFAULT_CHUNK, precision="highest") -> NNStats:
+  """The `k` nearest rows of `data` for each query: `sq_dist [B, k]`, `index [B, k]`."""
+  if k > data.shape[0]:
+    raise ValueError(f"k = {k} exceeds the {data.shape[0]} rows of `data`.")
+  x_sq = jnp.sum(jnp.square(x), axis=1)
+  y_sq = jnp.sum(jnp.square(data), axis=1)
+  side = jnp.stack([y_sq, jnp.arange(data.shape[0]).astype(y_sq.dtype)], axis=1)
+
+  def block(y, s):
+    d = _sq_dists(x, x_sq, y, s[:, 0], precision)
+    kk = min(k, y.shape[0])
+    neg, j = lax.top_k(-d, kk)
+    idx = s[:, 1].astype(jnp.int32)[j]
+    if kk < k:   # a short ragged tail: pad with +inf distances
+      neg = jnp.pad(neg, ((0, 0), (0, k - kk)), constant_values=-jnp.inf)
+      idx = jnp.pad(idx, ((0, 0), (0, k - kk)))
+    return NNStats(-neg, idx)
+
+  def merge(a, b):
+    d = jnp.concatenate([a.sq_dist, b.sq_dist], axis=1)
+    i = jnp.concatenate([a.index, b.index], axis=1)
+    neg, j = lax.top_k(-d, k)
+    return NNStats(-neg, jnp.take_along_axis(i, j, axis=1))
+
+  return _chunked(block, merge, data, side, chunk)
