@@ -6,6 +6,7 @@ Noise convention (THEORY.md §0): `x_t = s_t (x0 + σ_t ε)`; the low-dim talk's
 """
 
 from repro_jax import heads
+from repro_jax import samplers
 from repro_jax import schedules
 from repro_jax.denoisers import GaussianMixture
 from repro_jax.denoisers import empirical_denoiser

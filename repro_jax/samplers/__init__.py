@@ -1,0 +1,45 @@
+"""Samplers, inversion and the noise → data map (issue 3).
+
+Every sampler is a jitted `lax.scan` over a σ grid in VE coordinates
+(`x = x0 + σ ε`), driven by a canonical denoiser `denoise(x, sigma[B]) -> x0`
+(`repro_jax.denoiser_fn`), batched over `B`, chosen by name:
+
+    from repro_jax import denoiser_fn, samplers, schedules
+    den = denoiser_fn.empirical(data)                       # data [N, ...]
+    sigmas = schedules.sigma_grid(schedules.get_schedule("edm"), 18, "edm")
+    res = samplers.sample(den, z, sigmas, sampler="heun")   # z [B, ...] ~ N(0, I)
+    res.samples                                             # [B, ...]
+    z_back = samplers.invert(den, res.samples, sigmas).samples
+
+Public surface:
+- `sample(denoise, noise, sigmas, *, sampler, key, return_trajectory, **options)`
+- `invert(denoise, x0, sigmas, *, sampler, return_trajectory, **options)`
+- `SAMPLERS`, `get_sampler(name)`, `num_evaluations(name, sigmas, **options)`
+- `SampleResult(samples, xs, x0_hats, sigmas)`, `SamplerSpec`
+- `sample_from_data(data, noise=None, *, seed, num_samples, sigmas, schedule,
+  steps, spacing, final, sampler, return_trajectory, batch_size, **options)`
+  and `sample_to_files(data, out, ...)` (the `experiments.sample` entrypoint).
+"""
+
+from repro_jax.samplers._core import SampleResult
+from repro_jax.samplers._core import SamplerSpec
+from repro_jax.samplers.api import SAMPLERS
+from repro_jax.samplers.api import get_sampler
+from repro_jax.samplers.api import num_evaluations
+from repro_jax.samplers.api import sample
+from repro_jax.samplers.from_data import load_array
+from repro_jax.samplers.from_data import make_sigmas
+from repro_jax.samplers.from_data import parse_sigmas
+from repro_jax.samplers.from_data import resolve_noise
+from repro_jax.samplers.from_data import sample_from_data
+from repro_jax.samplers.from_data import sample_to_files
+from repro_jax.samplers.from_data import save_image_grid
+from repro_jax.samplers.inversion import invert
+from repro_jax.samplers.inversion import inversion_grid
+
+__all__ = [
+    "SAMPLERS", "SampleResult", "SamplerSpec", "get_sampler", "invert",
+    "inversion_grid", "load_array", "make_sigmas", "num_evaluations",
+    "parse_sigmas", "resolve_noise", "sample", "sample_from_data",
+    "sample_to_files", "save_image_grid",
+]
