@@ -258,6 +258,11 @@ class _Discrete(Schedule):
     ls = jnp.asarray(self._log_sigmas())
     return jnp.interp(jnp.log(sigma), ls, jnp.arange(ls.shape[0], dtype=ls.dtype))
 
+  def sigma_np(self, t) -> np.ndarray:
+    # Host-side NumPy: no compilation per grid length.
+    ls = self._log_sigmas()
+    return np.exp(np.interp(np.asarray(t, np.float64), np.arange(ls.shape[0]), ls))
+
 
 @dataclasses.dataclass(frozen=True)
 class DDPM(_Discrete):

@@ -1,0 +1,7 @@
+"""Theorem 1 with the optimal denoiser ε*.  See configs/memorization_theory.py for the run command."""
+
+from experiments import _cli
+
+if __name__ == "__main__":
+  _cli.main_for("memorization_theory", "configs/memorization_theory.py:cpu",
+                "results/memorization_theory")
