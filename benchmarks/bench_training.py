@@ -1,0 +1,180 @@
+"""Training throughput and achieved FLOP rate; many vmapped models vs sequential.
+
+  python -m benchmarks.bench_training            # U-Net 8×8 and 32×32, MLP, M = 8 models
+  python -m benchmarks.bench_training --quick    # smaller: fewer steps, no 32×32
+
+For each network one optimizer step (forward, backward, Adam, EMA) is timed
+over a chunk of steps, either one jitted `lax.scan` or a Python loop over a
+jitted step (the U-Net's default on CPU: XLA:CPU runs convolution gradients
+much slower inside a while loop, jax-ml/jax#12868); throughput is
+batch × steps/s.  The
+flops of one step come from XLA's `cost_analysis()` of the compiled step, and
+the achieved rate is reported as a fraction of this machine's float32 matmul
+rate (`jnp.dot` of two 4096² matrices).  The many-models
+part trains M small models (different seeds and data subsets) in one vmapped
+program (`repro_jax.training.many_chunk`) against the same M models trained
+one after another with the single-model program.  Writes
+benchmarks/results/training.json (training_quick.json with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from repro_jax import models
+from repro_jax import training
+from repro_jax.studies import common as study_common
+from repro_jax.training import config as config_lib
+from repro_jax.training import step as step_lib
+
+CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "train.py"
+
+NETWORKS = {
+    "unet_8x8": dict(shape=(8, 8, 1), batch=64, model=dict(
+        name="unet", width=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
+        norm_groups=8)),
+    "unet_32x32": dict(shape=(32, 32, 3), batch=64, model=dict(
+        name="unet", width=32, ch_mult=(1, 2, 2), num_res_blocks=1,
+        attn_resolutions=(8,), norm_groups=8)),
+    "mlp_48": dict(shape=(48,), batch=256, model=dict(
+        name="mlp", hidden=256, depth=3, emb_dim=64)),
+}
+
+
+def _config(model: dict, batch: int):
+  cfg = study_common.load_config(CONFIG, "cpu")
+  cfg.model.update(**model)
+  cfg.train.batch_size = batch
+  return cfg
+
+
+def _data(shape, n, key=0):
+  x = jax.random.normal(jax.random.key(key), (n,) + shape, jnp.float32)
+  return step_lib.DataArrays(x, None, jnp.arange(n, dtype=jnp.int32), jnp.int32(n))
+
+
+def _flops(trainer, state, data) -> float | None:
+  compiled = jax.jit(lambda s, d: step_lib.train_step(trainer, s, d)).lower(
+      state, data).compile()
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def _runner(trainer, steps: int, loop: str, many: bool = False):
+  """`steps` steps without donation (timing reuses the inputs)."""
+  if loop == "scan":
+    fn = step_lib.many_chunk if many else step_lib.train_chunk
+    return jax.jit(lambda s, d: fn(trainer, s, d, steps))
+  one = lambda s, d: step_lib.train_step(trainer, s, d)
+  if many:
+    one = jax.vmap(one, in_axes=(0, step_lib.DataArrays(None, None, 0, 0)))
+  one = jax.jit(one)
+
+  def run(state, data):
+    for _ in range(steps):
+      state, metrics = one(state, data)
+    return state, metrics
+  return run
+
+
+def bench_network(name, spec, steps, repeats, matmul_rate, loop):
+  cfg = _config(spec["model"], spec["batch"])
+  trainer = training.make_trainer(cfg, spec["shape"])
+  data = _data(spec["shape"], 512)
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  chunk = _runner(trainer, steps, loop)
+  t0 = time.perf_counter()
+  jax.block_until_ready(chunk(state, data))
+  compile_s = time.perf_counter() - t0
+  seconds = common.time_call(chunk, state, data, repeats=repeats, warmup=0) / steps
+  flops = _flops(trainer, state, data)
+  row = dict(network=name, loop=loop, data_shape=list(spec["shape"]), batch=spec["batch"],
+             params=int(trainer.layout.size), step_ms=1e3 * seconds,
+             images_per_sec=spec["batch"] / seconds, compile_and_first_run_s=compile_s,
+             flops_per_step=flops)
+  if flops:
+    row["gflops_achieved"] = flops / seconds / 1e9
+    row["fraction_of_matmul"] = row["gflops_achieved"] / matmul_rate
+  return row
+
+
+def bench_many(name, spec, num_models, steps, repeats):
+  """M models in one vmapped program vs the same M models one after another."""
+  cfg = _config(spec["model"], spec["batch"])
+  loop = config_lib.step_loop(cfg)
+  trainer = training.make_trainer(cfg, spec["shape"])
+  n_sub = 64
+  data = _data(spec["shape"], n_sub * num_models)
+  subsets = [np.arange(i * n_sub, (i + 1) * n_sub) for i in range(num_models)]
+  indices, counts = training.stack_subsets(subsets)
+  many_data = step_lib.DataArrays(data.x, None, jnp.asarray(indices), jnp.asarray(counts))
+  states = [step_lib.init_state(trainer, jax.random.key(i)) for i in range(num_models)]
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+  many = _runner(trainer, steps, loop, many=True)
+  one = _runner(trainer, steps, loop)
+  singles = [step_lib.DataArrays(data.x, None, jnp.asarray(s, jnp.int32), jnp.int32(n_sub))
+             for s in subsets]
+
+  def sequential():
+    return [one(s, d) for s, d in zip(states, singles)]
+
+  t_many = common.time_call(many, stacked, many_data, repeats=repeats)
+  t_seq = common.time_call(sequential, repeats=repeats)
+  return dict(network=name, loop=loop, num_models=num_models, steps=steps,
+              batch=spec["batch"],
+              vmapped_s=t_many, sequential_s=t_seq, speedup=t_seq / t_many,
+              vmapped_images_per_sec=num_models * steps * spec["batch"] / t_many,
+              sequential_images_per_sec=num_models * steps * spec["batch"] / t_seq)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+  args = parser.parse_args()
+  quick = args.quick
+  matmul = common.matmul_gflops(4096, repeats=3)
+  print(f"float32 matmul: {matmul:.1f} GFLOP/s")
+  # (network, step loop): the auto choice of each, plus the U-Net 8×8 under scan to
+  # show the XLA:CPU while-loop convolution slowdown.
+  runs = [("unet_8x8", "python"), ("unet_8x8", "scan"), ("mlp_48", "scan"),
+          ("mlp_48", "python")] + ([] if quick else [("unet_32x32", "python")])
+  rows = []
+  for name, loop in runs:
+    spec = NETWORKS[name]
+    n = {"unet_32x32": 3, "unet_8x8": 3 if loop == "scan" else 10}.get(name, 20)
+    rows.append(bench_network(name, spec, n if not quick else min(n, 3),
+                              2 if quick else 3, matmul, loop))
+    r = rows[-1]
+    print(f"{name:11s} {loop:6s} P={r['params']:>8d}  B={r['batch']:>3d}  "
+          f"{r['step_ms']:8.1f} ms/step  "
+          f"{r['images_per_sec']:8.0f} img/s  {r.get('gflops_achieved', float('nan')):6.2f} "
+          f"GFLOP/s  {100 * r.get('fraction_of_matmul', float('nan')):5.1f}% of matmul")
+  many_rows = []
+  small_unet = dict(shape=(8, 8, 1), batch=32, model=dict(
+      name="unet", width=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
+      norm_groups=4))
+  small_mlp = dict(shape=(48,), batch=64, model=dict(name="mlp", hidden=64, depth=2,
+                                                     emb_dim=16))
+  cases = [("mlp_48_small", small_mlp)] + ([] if quick else [("unet_8x8_w8", small_unet)])
+  for name, spec in cases:
+    many_rows.append(bench_many(name, spec, 8, 20 if quick else 50, 2 if quick else 3))
+    r = many_rows[-1]
+    print(f"{name:13s} M={r['num_models']} vmapped {r['vmapped_s']:.3f} s  sequential "
+          f"{r['sequential_s']:.3f} s  speedup {r['speedup']:.2f}×")
+  path = common.save("training_quick" if quick else "training",
+                     dict(machine=common.machine(), matmul_gflops=matmul, networks=rows,
+                          many_models=many_rows))
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,52 @@
+r"""Train a denoising network (U-Net or MLP) as configured.
+
+    python experiments/train.py --config=configs/train.py:cpu --workdir=workdirs/digits
+    python experiments/train.py --config=configs/train.py:paper --workdir=workdirs/c10 \
+        --config.data.path=/data/cifar-10-batches-py --config.model.width=64
+
+Writes `config.json`, `data_indices.npy`, `metrics.jsonl` and orbax
+`checkpoints/` under `--workdir`; run the same command again to resume from the
+latest checkpoint.  `--config.distributed=True` calls
+`jax.distributed.initialize()` first (multi-host).  All the work is
+`repro_jax.training.train`.
+"""
+
+import logging as std_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Training config, `configs/train.py:<variant>` (smoke, cpu, molrg, "
+    "paper); override fields with --config.<field>=<value>.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.",
+                               required=True)
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Orbax logs every save phase at INFO: keep only its warnings."""
+
+  def filter(self, record):
+    return "orbax" not in record.pathname or record.levelno >= std_logging.WARNING
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/train.py:cpu")
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  from repro_jax import sharding  # after flag parsing: jax starts here
+  from repro_jax import training
+  sharding.maybe_initialize_distributed(bool(_CONFIG.value.distributed))
+  try:
+    training.train(_CONFIG.value, _WORKDIR.value)
+  except (ValueError, FileNotFoundError) as e:
+    raise app.UsageError(str(e)) from e
+
+
+if __name__ == "__main__":
+  app.run(main)

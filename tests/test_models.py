@@ -1,0 +1,182 @@
+"""Networks and parameterizations: shapes at several resolutions, validation,
+initialization, and the parameterization wraps checked against an oracle net
+(the exact denoiser of a one-point data set, whose loss must be 0 and whose
+canonical wrap must return that point for every x and σ).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from repro_jax import models
+from repro_jax import schedules
+
+
+def _net(name, shape, **opts):
+  graphdef, shapes = models.abstract(name, shape, **opts)
+  return graphdef, models.init_params(shapes, jax.random.key(0))
+
+
+@pytest.mark.parametrize("shape, opts", [
+    ((4, 4, 3), dict(width=8, norm_groups=4, ch_mult=(1, 2), attn_resolutions=(2,))),
+    ((8, 8, 1), dict(width=8, norm_groups=4, embedding="fourier")),
+])
+def test_unet_forward_and_conditioning(shape, opts):
+  graphdef, params = _net("unet", shape, **opts)
+  # Perturb the zero-initialized output layer so the output depends on the input.
+  params = jax.tree.map(lambda a: a + 0.01, params)
+  x = jax.random.normal(jax.random.key(1), (2,) + shape)
+  f = jax.jit(lambda p, x, c: models.apply(graphdef, p, x, c))
+  y = f(params, x, jnp.array([10.0, 900.0]))
+  assert y.shape == x.shape and bool(jnp.all(jnp.isfinite(y)))
+  # Different noise levels give different outputs for the same input.
+  y2 = f(params, x, jnp.array([900.0, 10.0]))
+  assert float(jnp.max(jnp.abs(y - y2))) > 1e-4
+
+
+@pytest.mark.parametrize("shape, opts, params_range", [
+    ((16, 16, 3), dict(width=16, ch_mult=(1, 2, 2), attn_resolutions=(8,)), (1e5, 1e6)),
+    ((32, 32, 3), dict(width=32, ch_mult=(1, 2, 2), attn_resolutions=(16,)), (1e6, 3e6)),
+    # The paper-scale configs (configs/train.py:paper, widths 64/128/256).
+    ((32, 32, 3), dict(width=64, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
+                       attn_resolutions=(16,), norm_groups=32, dropout=0.1), (5e6, 2e7)),
+    ((64, 64, 3), dict(width=32, ch_mult=(1, 2, 2, 2, 2), attn_resolutions=(16, 8)),
+     (1e6, 1e7)),
+])
+def test_unet_shapes_larger_resolutions(shape, opts, params_range):
+  """Shape inference only (no compile): the U-Net builds and maps x to x's shape."""
+  graphdef, shapes = models.abstract("unet", shape, **opts)
+  n = sum(math.prod(s.shape) for s in jax.tree.leaves(shapes))
+  assert params_range[0] < n < params_range[1]
+  out = jax.eval_shape(lambda p, x, c: models.apply(graphdef, p, x, c, None,
+                                                    jax.random.key(0)),
+                       shapes, jax.ShapeDtypeStruct((4,) + shape, jnp.float32),
+                       jax.ShapeDtypeStruct((4,), jnp.float32))
+  assert out.shape == (4,) + shape
+
+
+def test_unet_class_conditioning_and_dropout():
+  graphdef, params = _net("unet", (8, 8, 1), width=8, norm_groups=4, num_classes=10,
+                          dropout=0.5)
+  params = jax.tree.map(lambda a: a + 0.01, params)
+  x, c = jnp.ones((2, 8, 8, 1)), jnp.full((2,), 100.0)
+  f = jax.jit(lambda l, k: models.apply(graphdef, params, x, c, l, k))
+  y0 = f(jnp.array([0, 0]), None)
+  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([3, 3]), None)))) > 1e-4
+  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([-1, -1]), None)))) > 1e-4
+  # Dropout is active with a key and deterministic without one.
+  np.testing.assert_array_equal(y0, f(jnp.array([0, 0]), None))
+  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([0, 0]), jax.random.key(0))))) > 1e-4
+
+
+@pytest.mark.parametrize("shape", [(48,), (8, 8, 1)])
+def test_mlp_shapes(shape):
+  graphdef, params = _net("mlp", shape, hidden=32, depth=2, emb_dim=16)
+  x = jnp.ones((3,) + shape)
+  y = jax.jit(lambda p: models.apply(graphdef, p, x, jnp.zeros(3)))(params)
+  assert y.shape == x.shape
+  # Zero-initialized output layer: the fresh network predicts 0.
+  np.testing.assert_array_equal(y, 0.0)
+
+
+def test_init_params_statistics():
+  _, shapes = models.abstract("mlp", (64,), hidden=256, depth=1, emb_dim=16)
+  p = models.init_params(shapes, jax.random.key(3))
+  k = p["dense_in"]["kernel"]
+  assert k.shape == (64, 256)
+  assert abs(float(jnp.std(k)) - 1 / math.sqrt(64)) < 0.01
+  np.testing.assert_array_equal(p["dense_in"]["bias"], 0.0)
+  np.testing.assert_array_equal(p["norm_out"]["scale"], 1.0)
+  np.testing.assert_array_equal(p["dense_out"]["kernel"], 0.0)
+  q = models.init_params(shapes, jax.random.key(4))
+  assert not np.array_equal(k, q["dense_in"]["kernel"])
+
+
+@pytest.mark.parametrize("shape, opts, match", [
+    ((48,), {}, "needs images"),
+    ((8, 8, 1), dict(ch_mult=(1, 2, 2, 2, 2)), "not divisible"),
+    ((8, 8, 1), dict(width=12, norm_groups=8), "do not divide"),
+    ((8, 8, 1), dict(attn_resolutions=(16,)), "not among"),
+    ((8, 8, 1), dict(embedding="wavelet"), "noise embedding"),
+])
+def test_unet_rejects_bad_options(shape, opts, match):
+  with pytest.raises(ValueError, match=match):
+    models.abstract("unet", shape, **opts)
+
+
+def test_unknown_model_and_parameterization():
+  with pytest.raises(ValueError, match="Unknown model"):
+    models.build("resnet", (8, 8, 1), jax.random.key(0))
+  with pytest.raises(ValueError, match="Unknown parameterization"):
+    models.get_parameterization("v_pred")
+  with pytest.raises(ValueError, match="Unknown schedule"):
+    models.get_parameterization("eps", "linear")
+
+
+# Oracle nets: the exact denoiser of the one-point data set {y}. -----------------
+
+_Y = jnp.array([[0.3, -0.7, 1.1]])
+
+
+def _sigma_of_c(param, c):
+  """Invert the parameterization's conditioning `c` back to (σ, s)."""
+  if param.kind == "edm" or param.time_input == "log_sigma":
+    sigma = jnp.exp(4.0 * c)
+    return sigma, param.schedule.scale_of_sigma(sigma) if param.kind != "edm" else 1.0
+  sch = param.schedule
+  t = sch.t_min + c / 1000.0 * (sch.t_max - sch.t_min)
+  return sch.sigma(t), sch.scale(t)
+
+
+def _oracle(param):
+  y = _Y
+
+  def net(x_in, c):
+    sigma, s = _sigma_of_c(param, c)
+    sigma, s = sigma[:, None], jnp.reshape(jnp.asarray(s), (-1, 1))
+    if param.kind == "eps":
+      return (x_in / s - y) / sigma
+    if param.kind == "x0":
+      return jnp.broadcast_to(y, x_in.shape)
+    c_skip, c_out, c_in = (v[:, None] for v in param.edm_coeffs(sigma[:, 0]))
+    return (y - c_skip * (x_in / c_in)) / c_out
+  return net
+
+
+@pytest.mark.parametrize("kind, schedule, time_input", [
+    ("eps", "vp", "t"), ("eps", "ddpm", "t"), ("eps", "ve", "log_sigma"),
+    ("x0", "cosine", "t"), ("edm", "edm", "t"),
+])
+def test_parameterization_oracle(x64, kind, schedule, time_input):
+  param = models.get_parameterization(kind, schedule, time_input=time_input)
+  net = _oracle(param)
+  x0 = jnp.tile(_Y, (64, 1))
+  loss = jax.jit(lambda x0, k: param.loss(net, x0, k))(x0, jax.random.key(0))
+  assert loss.shape == (64,)
+  np.testing.assert_allclose(loss, 0.0, atol=1e-9)
+  denoise = jax.jit(param.denoiser(net))
+  x = jax.random.normal(jax.random.key(1), (5, 3)) * 3.0
+  sigmas = jnp.array([0.05, 0.3, 1.0, 5.0, 20.0])
+  np.testing.assert_allclose(denoise(x, sigmas), jnp.tile(_Y, (5, 1)), atol=1e-8)
+
+
+def test_noise_level_sampling():
+  z = jax.random.normal(jax.random.key(0), (20000,))
+  edm = models.get_parameterization("edm")
+  _, sigma, scale = edm.sample_time(z)
+  assert abs(float(jnp.mean(jnp.log(sigma))) + 1.2) < 0.03
+  assert abs(float(jnp.std(jnp.log(sigma))) - 1.2) < 0.03
+  np.testing.assert_array_equal(scale, 1.0)
+  vp = models.get_parameterization("eps", "vp")
+  t, _, _ = vp.sample_time(z)
+  assert float(t.min()) >= 1e-3 and float(t.max()) <= 1.0
+  assert abs(float(jnp.mean(t)) - (1 + 1e-3) / 2) < 0.01
+  ddpm = models.get_parameterization("eps", "ddpm")
+  t, sigma, _ = ddpm.sample_time(z)
+  np.testing.assert_array_equal(t, jnp.round(t))
+  assert float(t.min()) == 0.0 and float(t.max()) == 999.0
+  sch = schedules.get_schedule("ddpm")
+  np.testing.assert_allclose(sigma, sch.sigma(t), rtol=1e-6)

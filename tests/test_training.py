@@ -1,0 +1,230 @@
+"""Training stack: the loss falls, an MLP memorizes a handful of points, a
+resumed run is bit-identical to an uninterrupted one, 8 fake devices match 1,
+many vmapped models match the same models trained alone, bad configs fail
+before training starts, and a checkpoint loads as a sampler denoiser.
+"""
+
+import json
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from repro_jax import schedules
+from repro_jax import sharding
+from repro_jax import training
+from repro_jax.studies import common
+from repro_jax.training import step as step_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _config(variant="smoke", **model):
+  cfg = common.load_config(ROOT / "configs" / "train.py", variant)
+  if model:
+    cfg.model.update(**model)
+  return cfg
+
+
+def _mlp_config(**train):
+  """A small MLP on 32 digits: the fast configuration of most tests here."""
+  cfg = _config(name="mlp", hidden=32, depth=2, emb_dim=16)
+  cfg.data.num_train = 32
+  cfg.train.update(**train)
+  return cfg
+
+
+def _points_data(points):
+  n = points.shape[0]
+  return step_lib.DataArrays(jnp.asarray(points), None, jnp.arange(n, dtype=jnp.int32),
+                             jnp.int32(n))
+
+
+def test_unet_loss_falls_on_tiny_dataset():
+  cfg = _config()  # smoke: U-Net width 8 on digits
+  cfg.data.num_train = 16
+  cfg.optim.update(learning_rate=5e-3, warmup_steps=10)
+  cfg.train.batch_size = 8
+  dataset = training.prepare(cfg, 1)
+  trainer = training.make_trainer(cfg, dataset.data_shape)
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  data = step_lib.DataArrays(jnp.asarray(dataset.x[:16]), None, jnp.arange(16), jnp.int32(16))
+  state, metrics = training.jit_chunk(trainer, loop="python")(state, data, 40)
+  loss = np.asarray(metrics["loss"])
+  assert loss.shape == (40,) and np.all(np.isfinite(loss))
+  assert loss[-10:].mean() < 0.6 * loss[:10].mean(), (loss[:10].mean(), loss[-10:].mean())
+  assert int(state.step) == 40
+
+
+def test_mlp_memorizes_a_few_points():
+  """Six 2-D points, EDM parameterization: deterministic samples land on them."""
+  cfg = _config(name="mlp", hidden=64, depth=2, emb_dim=32, embedding="fourier")
+  cfg.diffusion.parameterization = "edm"
+  cfg.optim.update(learning_rate=1e-3, warmup_steps=50)
+  cfg.train.update(batch_size=64, ema_decay=0.99)
+  points = np.random.RandomState(0).randn(6, 2).astype(np.float32)
+  trainer = training.make_trainer(cfg, (2,))
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  state, metrics = training.jit_chunk(trainer)(state, _points_data(points), 3000)
+  denoise = trainer.param.denoiser(step_lib.net_fn(trainer, state.ema))
+
+  # Euler on dx/dσ = (x − D(x, σ))/σ (DDIM in σ-form), EDM grid 20 → 0.002, then D.
+  sig = jnp.asarray(schedules.edm_sigmas(40, sigma_min=0.002, sigma_max=20.0), jnp.float32)
+
+  @jax.jit
+  def sample(z):
+    def body(x, i):
+      s = jnp.full(x.shape[:1], sig[i])
+      return x + (sig[i + 1] - sig[i]) * (x - denoise(x, s)) / sig[i], None
+    x, _ = jax.lax.scan(body, z * sig[0], jnp.arange(sig.shape[0] - 2))
+    return denoise(x, jnp.full(x.shape[:1], sig[-2]))
+
+  xs = np.asarray(sample(jax.random.normal(jax.random.key(1), (200, 2))))
+  nearest = np.linalg.norm(xs[:, None] - points[None], axis=-1).min(axis=1)
+  pair = np.linalg.norm(points[:, None] - points[None], axis=-1)
+  min_gap = pair[~np.eye(6, dtype=bool)].min()  # ≈ 0.98
+  assert np.median(nearest) < 0.1 * min_gap, np.median(nearest)
+  assert np.mean(nearest < 0.2 * min_gap) > 0.7, np.mean(nearest < 0.2 * min_gap)
+  # A Gaussian fit of the points would put samples ~1 away: memorization, not that.
+  assert float(np.mean(np.asarray(metrics["loss"])[-300:])) < 1.0
+
+
+def test_class_conditional_training():
+  cfg = _mlp_config()
+  cfg.model.update(num_classes=10, label_dropout=0.5)
+  dataset = training.prepare(cfg, 1)
+  trainer = training.make_trainer(cfg, dataset.data_shape)
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  data = step_lib.DataArrays(jnp.asarray(dataset.x), jnp.asarray(dataset.labels),
+                             jnp.arange(64, dtype=jnp.int32), jnp.int32(64))
+  state, metrics = training.jit_chunk(trainer)(state, data, 5)
+  assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+  net = lambda lab: step_lib.net_fn(trainer, state.params, lab)(jnp.ones((2, 8, 8, 1)),
+                                                                 jnp.ones(2))
+  assert float(jnp.max(jnp.abs(net(jnp.array([3, 3])) - net(None)))) > 0
+
+
+def _leaves(state):
+  return [np.asarray(a) for a in jax.tree.leaves(state)]
+
+
+def test_resume_is_bit_identical(tmp_path):
+  cfg = _mlp_config(num_steps=30, log_every=10, checkpoint_every=10, keep_checkpoints=2)
+  full, hist_full = training.train(cfg, str(tmp_path / "full"))
+  part = tmp_path / "part"
+  cfg.train.num_steps = 20
+  training.train(cfg, str(part))  # "interrupted" after 20 steps
+  cfg.train.num_steps = 30
+  resumed, hist_resumed = training.train(cfg, str(part))
+  assert [h["step"] for h in hist_resumed] == [30]
+  for a, b in zip(_leaves(full), _leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  lines = [json.loads(l) for l in (part / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in lines] == [10, 20, 30]
+  assert lines[-1]["loss"] == hist_full[-1]["loss"]
+  # Only the last `keep_checkpoints` steps are kept.
+  assert sorted(os.listdir(part / "checkpoints")) == ["20", "30"]
+  saved = json.loads((part / "config.json").read_text())
+  assert saved["model"]["name"] == "mlp" and saved["train"]["num_steps"] == 30
+  indices = np.load(part / "data_indices.npy")
+  assert indices.shape == (32,) and len(set(indices.tolist())) == 32
+
+  denoise, meta = training.load_denoiser(str(part))
+  assert meta["step"] == 30 and meta["data_shape"] == (8, 8, 1)
+  np.testing.assert_array_equal(meta["indices"], indices)
+  x = jnp.ones((3, 8, 8, 1))
+  assert denoise(x, jnp.array([0.1, 1.0, 10.0])).shape == x.shape
+  raw, _ = training.load_denoiser(str(part), use_ema=False)
+  assert not np.allclose(raw(x, jnp.ones(3)), denoise(x, jnp.ones(3)))
+  cfg.model.hidden = 64  # resuming with another network is refused
+  with pytest.raises(ValueError, match="different config.model"):
+    training.train(cfg, str(part))
+
+
+def test_eight_devices_match_one(mesh8):
+  cfg = _mlp_config(batch_size=16)
+  dataset = training.prepare(cfg, 8)
+  data = step_lib.DataArrays(jnp.asarray(dataset.x[:32]), None, jnp.arange(32),
+                             jnp.int32(32))
+  losses = []
+  for mesh in (sharding.make_mesh(1), mesh8):
+    rep = NamedSharding(mesh, P())
+    trainer = training.make_trainer(cfg, dataset.data_shape,
+                                    NamedSharding(mesh, P(sharding.DATA_AXIS)))
+    state = jax.device_put(step_lib.init_state(trainer, jax.random.key(0)), rep)
+    chunk = training.jit_chunk(trainer, state_sharding=rep)
+    state, metrics = chunk(state, jax.device_put(data, rep), 8)
+    assert state.params.sharding.is_fully_replicated
+    losses.append(np.asarray(metrics["loss"]))
+    if mesh.size == 8:  # data-parallel: gradients are summed across the devices
+      hlo = chunk.lower(state, jax.device_put(data, rep), 8).compile().as_text()
+      assert "all-reduce" in hlo
+  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, atol=1e-5)
+
+
+def test_batch_must_divide_devices(mesh8, tmp_path):
+  cfg = _mlp_config(batch_size=12)
+  with pytest.raises(ValueError, match="divisible by the 8"):
+    training.train(cfg, str(tmp_path / "w"), mesh=mesh8)
+  assert not (tmp_path / "w").exists()
+
+
+def test_train_many_matches_models_trained_alone(tmp_path):
+  cfg = _mlp_config(num_steps=20, log_every=10, checkpoint_every=20)
+  dataset = training.prepare(cfg, 1)
+  subsets = [np.arange(0, 40, 2), np.arange(100, 132)]  # sizes 20 and 32
+  states, history = training.train_many(cfg, str(tmp_path / "many"), seeds=(3, 4),
+                                        subsets=subsets)
+  assert states.params.shape[0] == 2 and len(history[-1]["loss_per_model"]) == 2
+  trainer = training.make_trainer(cfg, dataset.data_shape)
+  chunk = training.jit_chunk(trainer)
+  for i, (seed, sub) in enumerate(zip((3, 4), subsets)):
+    state = step_lib.init_state(trainer, jax.random.key(seed))
+    data = step_lib.DataArrays(jnp.asarray(dataset.x), None, jnp.asarray(sub, jnp.int32),
+                               jnp.int32(len(sub)))
+    state, _ = chunk(state, data, 10)
+    state, _ = chunk(state, data, 10)
+    np.testing.assert_allclose(state.params, states.params[i], rtol=1e-4, atol=1e-5)
+  assert not np.allclose(states.params[0], states.params[1])
+  denoise, meta = training.load_denoiser(str(tmp_path / "many"), model_index=1)
+  np.testing.assert_array_equal(meta["indices"], subsets[1])
+  assert meta["num_models"] == 2
+  with pytest.raises(ValueError, match="model_index"):
+    training.load_denoiser(str(tmp_path / "many"))
+
+
+@pytest.mark.parametrize("section, field, value, error, match", [
+    ("model", "name", "resnet", ValueError, "Unknown model"),
+    ("data", "name", "imagenet", ValueError, "Unknown dataset"),
+    ("diffusion", "parameterization", "v", ValueError, "Unknown parameterization"),
+    ("diffusion", "schedule", "linear", ValueError, "Unknown schedule"),
+    ("optim", "name", "sgd", ValueError, "Unknown optimizer"),
+    ("data", "num_train", 5000, ValueError, "has 1797 rows"),
+    ("model", "ch_mult", (1, 2, 2, 2, 2), ValueError, "not divisible"),
+    ("model", "norm_groups", 3, ValueError, "do not divide"),
+    ("model", "num_classes", 5, ValueError, "labels reach 9"),
+    ("data", "name", "molrg", ValueError, "needs images"),
+    ("train", "checkpoint_every", 15, ValueError, "multiple of"),
+    ("data", "name", "cifar10", ValueError, "needs config.data.path"),
+])
+def test_bad_configs_fail_before_training(tmp_path, section, field, value, error, match):
+  cfg = _config()
+  cfg[section][field] = value
+  with pytest.raises(error, match=match):
+    training.train(cfg, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+def test_missing_cifar_directory(tmp_path):
+  cfg = _config("paper")
+  cfg.data.path = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    training.train(cfg, str(tmp_path / "w"))
+  with pytest.raises(ValueError, match="Unknown config variant"):
+    _config("huge")
+  with pytest.raises(FileNotFoundError, match="no checkpoints"):
+    training.load_denoiser(str(tmp_path))
