@@ -1,4 +1,5 @@
-r"""Sample from the closed-form (empirical) denoiser of a data set.
+r"""Sample from the closed-form (empirical) denoiser of a data set, or from a
+trained network's checkpoint.
 
     python -m experiments.sample --data data.npy --noise z.npy \
         --sigmas 80,10,1,0.1,0 --sampler heun --out results/sample/samples.npz
@@ -6,6 +7,9 @@ r"""Sample from the closed-form (empirical) denoiser of a data set.
     python -m experiments.sample --data digits.npz --num_samples 64 --seed 0 \
         --schedule ddpm --steps 20 --spacing trailing --sampler ddim --eta 0 \
         --out results/sample/ddim.npz --trajectory
+
+    python -m experiments.sample --checkpoint workdirs/digits --num_samples 64 \
+        --sampler heun --out results/sample/unet.npz
 
 Writes `--out` (.npz: `samples [B, ...]`, `noise`, `sigmas`, `meta`, and with
 `--trajectory` `xs [T+1, B, ...]`, `x0_hats [T, B, ...]`), atomically, and a PNG
@@ -18,7 +22,11 @@ from absl import flags
 
 _DATA = flags.DEFINE_string("data", None, "Training set [N, ...] (.npy, or .npz with "
                             "key data/x/images or a single array); the empirical denoiser "
-                            "over it is sampled.", required=True)
+                            "over it is sampled.  Exactly one of --data / --checkpoint.")
+_CKPT = flags.DEFINE_string("checkpoint", None, "A training workdir (experiments/train.py): "
+                            "sample its latest checkpoint instead of the empirical denoiser.")
+_MODEL = flags.DEFINE_integer("model_index", None, "Model of a many-model checkpoint.")
+_EMA = flags.DEFINE_bool("ema", True, "Use the EMA parameters of --checkpoint.")
 _NOISE = flags.DEFINE_string("noise", None, "Standard-normal z [B, ...] (.npy); sampling "
                              "starts at x = sigma_max * z. Default: draw from --seed.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise (without --noise) and of "
@@ -58,12 +66,13 @@ def main(argv):
   try:
     samplers.sample_to_files(
         _DATA.value, _OUT.value, noise=_NOISE.value, trajectory=_TRAJ.value,
-        png=_PNG.value, seed=_SEED.value, num_samples=_NUM.value,
+        png=_PNG.value, checkpoint=_CKPT.value, model_index=_MODEL.value,
+        use_ema=_EMA.value, seed=_SEED.value, num_samples=_NUM.value,
         sigmas=_SIGMAS.value, schedule=_SCHEDULE.value, steps=_STEPS.value,
         spacing=_SPACING.value, final=_FINAL.value, sampler=_SAMPLER.value,
         batch_size=_BATCH.value, gamma=_GAMMA.value, eta=_ETA.value, mu=_MU.value,
         order=_ORDER.value, churn=_CHURN.value)
-  except ValueError as e:  # bad input: one clear line, no traceback
+  except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
     raise SystemExit(f"experiments.sample: error: {e}") from None
 
 

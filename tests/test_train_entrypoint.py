@@ -48,6 +48,24 @@ def test_train_writes_outputs_and_resumes(tmp_path):
   assert steps == [10, 20]
   denoise, meta = training.load_denoiser(str(wd))
   assert meta["step"] == 20 and meta["config"].model.hidden == 32
+  # experiments/sample.py --checkpoint samples the same network as the library.
+  z = np.random.default_rng(0).normal(size=(4,) + meta["data_shape"]).astype(np.float32)
+  np.save(tmp_path / "z.npy", z)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_COMPILATION_CACHE_DIR=str(_CACHE))
+  r = subprocess.run([sys.executable, "-m", "experiments.sample", f"--checkpoint={wd}",
+                      f"--noise={tmp_path / 'z.npy'}", "--sampler=heun", "--steps=6",
+                      f"--out={tmp_path / 's.npz'}"], cwd=_ROOT, env=env,
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  from repro_jax import samplers
+  ref = samplers.sample_with(denoise, z[:1], z, sampler="heun", steps=6).samples
+  got = np.load(tmp_path / "s.npz")["samples"]
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+  assert np.abs(got).max() > 0
+  r = subprocess.run([sys.executable, "-m", "experiments.sample", f"--checkpoint={tmp_path}",
+                      f"--out={tmp_path / 'x.npz'}"], cwd=_ROOT, env=env,
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0 and "no checkpoints" in r.stderr
 
 
 @pytest.mark.parametrize("args, message", [

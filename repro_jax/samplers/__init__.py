@@ -32,6 +32,7 @@ from repro_jax.samplers.from_data import make_sigmas
 from repro_jax.samplers.from_data import parse_sigmas
 from repro_jax.samplers.from_data import resolve_noise
 from repro_jax.samplers.from_data import sample_from_data
+from repro_jax.samplers.from_data import sample_with
 from repro_jax.samplers.from_data import sample_to_files
 from repro_jax.samplers.from_data import save_image_grid
 from repro_jax.samplers.inversion import invert
@@ -41,5 +42,5 @@ __all__ = [
     "SAMPLERS", "SampleResult", "SamplerSpec", "get_sampler", "invert",
     "inversion_grid", "load_array", "make_sigmas", "num_evaluations",
     "parse_sigmas", "resolve_noise", "sample", "sample_from_data",
-    "sample_to_files", "save_image_grid",
+    "sample_to_files", "sample_with", "save_image_grid",
 ]

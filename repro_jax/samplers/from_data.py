@@ -147,15 +147,33 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
                      f"least 2 dims; got shape {data.shape}, dtype {data.dtype}.")
   if not np.all(np.isfinite(data)):
     raise ValueError("`data` contains NaN or inf values.")
+  denoise = denoiser_fn.empirical(jnp.asarray(data, _dtype_of(data)))
+  return sample_with(denoise, data[:1], noise, seed=seed, num_samples=num_samples,
+                     sigmas=sigmas, schedule=schedule, steps=steps, spacing=spacing,
+                     final=final, sampler=sampler, return_trajectory=return_trajectory,
+                     batch_size=batch_size, **options)
+
+
+def sample_with(denoise, like, noise=None, *, seed: int = 0,
+                num_samples: int | None = None, sigmas=None, schedule: str = "edm",
+                steps: int = 18, spacing: str | None = None, final: str = "zero",
+                sampler: str = "ddim", return_trajectory: bool = False,
+                batch_size: int | None = None, **options) -> SampleResult:
+  """`sample_from_data` for any canonical denoiser (e.g. a trained network).
+
+  Args:
+    denoise: canonical `denoise(x, σ) -> x0` (`repro_jax.denoiser_fn`).
+    like: an array `[1, ...]` with the data's shape and dtype (for the noise).
+    Other arguments as `sample_from_data`.
+  """
+  like = np.asarray(like)
   spec = api.get_sampler(sampler)
   options = {k: v for k, v in options.items() if v is not None}
   spec.resolve(options)  # unknown / out-of-range options fail before any work
   grid = make_sigmas(sigmas, schedule=schedule, steps=steps, spacing=spacing,
                      final=final)
-  dtype = _dtype_of(data)
   key = jax.random.split(jax.random.PRNGKey(int(seed)))[1]
-  noise = resolve_noise(data, noise, seed=seed, num_samples=num_samples)
-  denoise = denoiser_fn.empirical(jnp.asarray(data, dtype))
+  noise = resolve_noise(like, noise, seed=seed, num_samples=num_samples)
   run = lambda z, k: api.sample(denoise, z, grid, sampler=sampler, key=k,
                                 return_trajectory=return_trajectory, **options)
   b = noise.shape[0]
@@ -243,7 +261,8 @@ def save_image_grid(path, samples, *, value_range=None, max_images: int = 64,
 
 
 def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
-                    png=None, **kwargs) -> SampleResult:
+                    png=None, checkpoint=None, model_index=None, use_ema=True,
+                    **kwargs) -> SampleResult:
   """`sample_from_data` with file inputs / outputs (what `experiments.sample` runs).
 
   Args:
@@ -254,19 +273,37 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
     trajectory: store the trajectory.
     png: path of a PNG of the samples; True for `out` with suffix `.png`;
       None draws one only for image data (`data.ndim >= 3`); False never.
+    checkpoint: instead of `data`, a training workdir (`experiments/train.py`):
+      its latest checkpoint is sampled (`repro_jax.training.load_denoiser`,
+      with `model_index` for a many-model run and `use_ema`).
     **kwargs: passed to `sample_from_data`.
   """
   out = pathlib.Path(out)
+  if (data is None) == (checkpoint is None):
+    raise ValueError("give exactly one of `data` (empirical denoiser) and "
+                     "`checkpoint` (trained network).")
   if out.suffix != ".npz":
     raise ValueError(f"`out` must be a .npz path; got {str(out)!r}.")
-  if isinstance(data, (str, os.PathLike)):
-    data = load_array(data, "data")
   if isinstance(noise, (str, os.PathLike)):
     noise = load_array(noise, "noise")
-  data = np.asarray(data)
+  if checkpoint is not None:
+    from repro_jax import training  # the training stack only when needed
+    denoise, info = training.load_denoiser(str(checkpoint), use_ema=use_ema,
+                                           model_index=model_index)
+    data = np.zeros((1,) + tuple(info["data_shape"]), np.float32)
+    kwargs.update(checkpoint=str(checkpoint), checkpoint_step=info["step"],
+                  model_index=model_index, use_ema=use_ema)
+    sample = lambda z, **kw: sample_with(denoise, data, z, **{
+        k: v for k, v in kw.items()
+        if k not in ("checkpoint", "checkpoint_step", "model_index", "use_ema")})
+  else:
+    if isinstance(data, (str, os.PathLike)):
+      data = load_array(data, "data")
+    data = np.asarray(data)
+    sample = lambda z, **kw: sample_from_data(data, z, **kw)
   noise = resolve_noise(data, noise, seed=kwargs.get("seed", 0),
                         num_samples=kwargs.pop("num_samples", None))
-  res = sample_from_data(data, noise, return_trajectory=trajectory, **kwargs)
+  res = sample(noise, return_trajectory=trajectory, **kwargs)
   meta = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
   arrays = dict(samples=res.samples, sigmas=res.sigmas,
                 meta=np.asarray(json.dumps(meta, default=str)))
@@ -278,6 +315,8 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
     png = data.ndim >= 3
   if png:
     png_path = out.with_suffix(".png") if png is True else pathlib.Path(png)
-    save_image_grid(png_path, res.samples, reference=data,
-                    value_range=(float(data.min()), float(data.max())))
+    value_range = ((-1.0, 1.0) if checkpoint is not None   # training data lie in [-1, 1]
+                   else (float(data.min()), float(data.max())))
+    save_image_grid(png_path, res.samples, reference=None if checkpoint is not None else data,
+                    value_range=value_range)
   return res
