@@ -8,6 +8,8 @@ order, and rebuilds `results/README.md` from their `report.md` sections.
 # name -> (module under repro_jax.studies, config file relative to the repo root)
 STUDIES: dict[str, tuple[str, str]] = {
     "theory_checks": ("theory_checks", "configs/theory_checks.py"),
+    "pca_equivalence": ("pca_equivalence", "configs/pca_equivalence.py"),
+    "subspace_clustering": ("subspace_clustering", "configs/subspace_clustering.py"),
     "memorization_theory": ("memorization_theory", "configs/memorization_theory.py"),
     "optimization_view": ("optimization_view", "configs/optimization_view.py"),
 }
