@@ -69,3 +69,10 @@ def test_atomic_writers(tmp_path):
   io.save_csv(tmp_path / "t.csv", [dict(a=1, b=2.5)])
   assert (tmp_path / "t.csv").read_text().splitlines() == ["a,b", "1,2.5"]
   assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_fingerprint_follows_imports():
+  files = {f.relative_to(common.PACKAGE_DIR).as_posix()
+           for f in common.source_files("theory_checks")}
+  assert {"studies/theory_checks.py", "denoisers.py", "_streaming.py", "geometry.py"} <= files
+  assert "samplers/api.py" not in files and "studies/__init__.py" not in files

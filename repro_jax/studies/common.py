@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -31,15 +32,49 @@ def config_to_dict(config) -> dict:
   return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
 
 
+def _module_file(name: str) -> pathlib.Path | None:
+  """`repro_jax.a.b` → its source file (module or package `__init__`)."""
+  rel = pathlib.Path(*name.split(".")[1:])
+  for cand in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
+    if cand.exists():
+      return cand
+  return None
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+  """`repro_jax` modules a source file imports (absolute imports only)."""
+  names = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names |= {a.name for a in node.names if a.name.startswith("repro_jax")}
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("repro_jax"):
+      names.add(node.module)
+      names |= {f"{node.module}.{a.name}" for a in node.names}   # `from pkg import module`
+  return names
+
+
+def source_files(study: str) -> list[pathlib.Path]:
+  """The study's module and every `repro_jax` file it imports, transitively
+  (the registry `studies/__init__.py` excepted)."""
+  seen: dict[pathlib.Path, None] = {}
+  todo = [f"repro_jax.studies.{study}", "repro_jax.studies.common"]
+  while todo:
+    name = todo.pop()
+    parts = name.split(".")
+    for k in range(2, len(parts) + 1):          # a module implies its packages
+      f = _module_file(".".join(parts[:k]))
+      if f is not None and f not in seen:
+        seen[f] = None
+        todo.extend(_imports(f))
+  # The registry lists the studies; adding one changes no study's results.
+  return sorted(f for f in seen if f != PACKAGE_DIR / "studies" / "__init__.py")
+
+
 def code_fingerprint(study: str) -> str:
-  """Hash of the library sources a study depends on: all of `repro_jax/` except
-  the other studies' modules."""
+  """Hash of the sources the study runs: its module and its `repro_jax` imports."""
   h = hashlib.sha256()
-  for f in sorted(PACKAGE_DIR.rglob("*.py")):
-    rel = f.relative_to(PACKAGE_DIR)
-    if rel.parts[0] == "studies" and rel.stem not in (study, "common", "__init__"):
-      continue
-    h.update(str(rel).encode())
+  for f in source_files(study):
+    h.update(str(f.relative_to(PACKAGE_DIR)).encode())
     h.update(f.read_bytes())
   return h.hexdigest()[:16]
 
