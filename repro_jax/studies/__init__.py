@@ -12,4 +12,7 @@ STUDIES: dict[str, tuple[str, str]] = {
     "subspace_clustering": ("subspace_clustering", "configs/subspace_clustering.py"),
     "memorization_theory": ("memorization_theory", "configs/memorization_theory.py"),
     "optimization_view": ("optimization_view", "configs/optimization_view.py"),
+    "reproducibility_regimes": ("reproducibility_regimes", "configs/reproducibility_regimes.py"),
+    "reproducibility_across_samplers": ("reproducibility_across_samplers",
+                                        "configs/reproducibility_across_samplers.py"),
 }

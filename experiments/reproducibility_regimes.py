@@ -1,0 +1,7 @@
+"""Reproducibility regimes with trained networks.  See configs/reproducibility_regimes.py."""
+
+from experiments import _cli
+
+if __name__ == "__main__":
+  _cli.main_for("reproducibility_regimes", "configs/reproducibility_regimes.py:cpu",
+                "results/reproducibility_regimes")

@@ -1,0 +1,259 @@
+"""The reproducibility experiments: helpers against brute force, studies at smoke size."""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from repro_jax import denoiser_fn
+from repro_jax import metrics
+from repro_jax import model_zoo
+from repro_jax import reproducibility as rpr
+from repro_jax import training
+from repro_jax.studies import common
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+REGIMES_CONFIG = ROOT / "configs" / "reproducibility_regimes.py"
+SAMPLERS_CONFIG = ROOT / "configs" / "reproducibility_across_samplers.py"
+
+
+# Model zoo ---------------------------------------------------------------------
+
+def test_nested_subsets_and_grid_order():
+  subs = model_zoo.nested_subsets(100, (4, 16, 100), seed=3)
+  assert [len(subs[n]) for n in (4, 16, 100)] == [4, 16, 100]
+  assert set(subs[4]) <= set(subs[16]) <= set(subs[100])
+  assert len(np.unique(subs[16])) == 16
+  sizes, seeds = model_zoo.model_grid((4, 16), (0, 1))
+  np.testing.assert_array_equal(sizes, [4, 4, 16, 16])
+  np.testing.assert_array_equal(seeds, [0, 1, 0, 1])
+
+
+@pytest.fixture(scope="module")
+def tiny_trainer():
+  cfg = common.load_config(REGIMES_CONFIG, "smoke")
+  train_cfg = model_zoo.train_config(cfg.zoo, 16)
+  assert train_cfg.model.name == "mlp" and train_cfg.model.hidden == 16
+  trainer = training.make_trainer(train_cfg, (8, 8, 1))
+  keys = [jax.random.key(i) for i in range(3)]
+  # Perturb the zero-initialized output layer so the models differ.
+  params = jnp.stack([training.init_state(trainer, k).params for k in keys])
+  params = params + 0.05 * jax.random.normal(jax.random.key(9), params.shape)
+  return trainer, params
+
+
+def test_stacked_denoiser_matches_each_model(tiny_trainer):
+  trainer, params = tiny_trainer
+  b = 5
+  x = jax.random.normal(jax.random.key(1), (3 * b, 8, 8, 1))
+  sigma = jnp.tile(jnp.array([0.01, 0.3, 1.0, 5.0, 80.0]), 3)
+  stacked = model_zoo.stacked_denoiser(trainer, params)(x, sigma)
+  for m in range(3):
+    one = model_zoo.model_denoiser(trainer, params[m])(x[m * b:(m + 1) * b],
+                                                        sigma[m * b:(m + 1) * b])
+    np.testing.assert_allclose(stacked[m * b:(m + 1) * b], one, rtol=1e-5, atol=1e-5)
+
+
+def test_sample_models_chunks_and_models(tiny_trainer):
+  trainer, params = tiny_trainer
+  noise = np.asarray(jax.random.normal(jax.random.key(2), (7, 8, 8, 1)))
+  sig = rpr.sigma_grid(4, 0.002, 80.0)
+  den = model_zoo.stacked_denoiser(trainer, params)
+  full = model_zoo.sample_models(den, 3, noise, sig, sampler="heun", chunk=7)
+  chunked = model_zoo.sample_models(den, 3, noise, sig, sampler="heun", chunk=3)
+  assert full.shape == (3, 7, 8, 8, 1)
+  np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=1e-5)
+  one = model_zoo.sample_models(model_zoo.model_denoiser(trainer, params[1]), 1, noise, sig,
+                                sampler="heun")
+  np.testing.assert_allclose(one[0], full[1], rtol=1e-4, atol=1e-4)
+
+
+# Reproducibility helpers against brute force ------------------------------------
+
+def np_ncc(a, b):
+  a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
+  b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
+  a /= np.linalg.norm(a, axis=1, keepdims=True)
+  b /= np.linalg.norm(b, axis=1, keepdims=True)
+  return a @ b.T
+
+
+def test_pair_and_training_scores_brute_force(x64):
+  rng = np.random.default_rng(0)
+  train = np.tanh(rng.normal(size=(30, 6, 6, 1)))
+  copies = np.clip(train[:8] + 0.02 * rng.normal(size=(8, 6, 6, 1)), -1, 1)
+  fresh = np.tanh(rng.normal(size=(8, 6, 6, 1)))
+  a = np.concatenate([copies, fresh])
+  stack = np.stack([a, a[::-1], np.clip(a + 0.05, -1, 1)])
+  sims = {"cal": metrics.get_similarity("ncc", 0.9), "paper": metrics.get_similarity("ncc", 0.6)}
+  ps = rpr.pair_scores(stack, sims, 15.0)
+  for m in range(3):
+    for n in range(3):
+      s = np.diag(np_ncc(stack[m], stack[n]))
+      assert ps["rp_cal"][m, n] == pytest.approx((s > 0.9).mean())
+      assert ps["rp_paper"][m, n] == pytest.approx((s > 0.6).mean())
+      mae = np.abs(127.5 * (stack[m] - stack[n])).reshape(16, -1).mean(1)
+      assert ps["mae"][m, n] == pytest.approx((mae < 15).mean())
+  for k in ("rp_cal", "rp_paper", "mae", "sim_mean"):
+    np.testing.assert_allclose(ps[k], ps[k].T, atol=1e-12)
+  np.testing.assert_allclose(np.diag(ps["rp_cal"]), 1.0)
+  sc = rpr.training_scores(a, train, sims, chunk=7)
+  s = np_ncc(a, train)
+  assert sc["gl_cal"] == pytest.approx(1 - (s.max(1) > 0.9).mean())
+  assert sc["gl_paper"] == pytest.approx(1 - (s.max(1) > 0.6).mean())
+  d = np.sort(np.sqrt(((a.reshape(16, 1, -1) - train.reshape(1, 30, -1)) ** 2).sum(-1)), 1)
+  assert sc["l_generalize"] == pytest.approx(d[:, 0].mean())
+  assert sc["nn_ratio_median"] == pytest.approx(np.median(d[:, 0] / d[:, 1]))
+  assert rpr.training_scores(copies, train, sims)["gl_cal"] == 0.0
+
+
+def test_regime_bands_and_off_diagonal():
+  assert rpr.regime(0.05, 0.9) == "memorization"
+  assert rpr.regime(0.05, 0.2) == "transition"
+  assert rpr.regime(0.3, 0.9) == "transition"
+  assert rpr.regime(0.95, 0.0) == "generalization"
+  assert rpr.regime(0.8, 0.0) == "transition"
+  mat = np.arange(16.0).reshape(4, 4)
+  assert rpr.off_diagonal_mean(mat, [0, 1], [0, 1]) == pytest.approx((1 + 4) / 2)
+  assert np.isnan(rpr.off_diagonal_mean(mat, [2], [2]))
+
+
+def test_anchor_labels_agreement_and_anchors():
+  rng = np.random.default_rng(1)
+  anchors = rng.normal(size=(3, 4, 4, 1))
+  plane = np.concatenate([anchors + 0.1 * rng.normal(size=(3, 4, 4, 1)),
+                          rng.normal(size=(20, 4, 4, 1))])
+  sim = metrics.get_similarity("ncc", 0.5)
+  lab, val = rpr.anchor_labels(plane, anchors, sim)
+  s = np_ncc(plane, anchors)
+  np.testing.assert_array_equal(lab, s.argmax(1))
+  np.testing.assert_allclose(val, s.max(1), rtol=1e-5)
+  np.testing.assert_array_equal(lab[:3], [0, 1, 2])
+  a = np.array([0, 0, 1, 1, 2, 2])
+  b = np.array([0, 1, 1, 1, 2, 0])
+  agree, chance = rpr.map_agreement(a, b)
+  assert agree == pytest.approx(4 / 6)
+  assert chance == pytest.approx(sum((a == k).mean() * (b == k).mean() for k in range(3)))
+  # Anchors: distinct training images, distinct classes first.
+  idx = rpr.pick_anchors([5, 5, 7, 9, 11], class_labels=[1, 1, 1, 2, 3])
+  np.testing.assert_array_equal(idx, [0, 3, 4])
+  np.testing.assert_array_equal(rpr.pick_anchors([5, 5, 7, 9]), [0, 2, 3])
+  with pytest.raises(ValueError, match="three distinct"):
+    rpr.pick_anchors([1, 1, 2])
+  rgb = rpr.plane_rgb(lab[:9].reshape(3, 3), val[:9].reshape(3, 3))
+  assert rgb.shape == (3, 3, 3) and np.all((rgb >= 0) & (rgb <= 1))
+
+
+def test_fixed_noises_saved_and_reused(tmp_path):
+  path = tmp_path / "noises.npy"
+  z = rpr.fixed_noises(4, 5, (2, 2, 1), path)
+  assert z.shape == (5, 2, 2, 1) and z.dtype == np.float32
+  np.save(path, z + 1.0)                          # a saved set wins over the seed
+  np.testing.assert_array_equal(rpr.fixed_noises(4, 5, (2, 2, 1), path), z + 1.0)
+  assert rpr.fixed_noises(4, 6, (2, 2, 1), path).shape == (6, 2, 2, 1)   # shape changed
+
+
+def test_theory_generations_are_copies():
+  rng = np.random.default_rng(2)
+  data = np.tanh(rng.normal(size=(6, 4, 4, 1))).astype(np.float32)
+
+  class _Ds:
+    x = data
+  noise = rng.normal(size=(10, 4, 4, 1)).astype(np.float32)
+  dens = rpr.empirical_denoisers(_Ds, {6: np.arange(6)})
+  gen = rpr.theory_generations(dens, noise, rpr.sigma_grid(12, 0.002, 80.0), sampler="heun",
+                               chunk=4)[6]
+  d = np.sqrt(((gen.reshape(10, 1, -1) - data.reshape(1, 6, -1)) ** 2).sum(-1)).min(1)
+  assert d.max() < 1e-2
+
+
+# The studies at smoke size -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+  from repro_jax.studies import reproducibility_across_samplers as ras
+  from repro_jax.studies import reproducibility_regimes as rr
+  base = tmp_path_factory.mktemp("repro")
+  cfg = common.load_config(REGIMES_CONFIG, "smoke")
+  cfg.zoo.dir = str(base / "zoo")
+  m1 = rr.run(cfg, base / "regimes")
+  groups_after_first = sorted(p.name for p in (base / "zoo").iterdir() if p.is_dir())
+  cfg2 = common.load_config(SAMPLERS_CONFIG, "smoke")
+  cfg2.zoo.dir = str(base / "zoo")
+  m2 = ras.run(cfg2, base / "samplers")
+  groups_after_second = sorted(p.name for p in (base / "zoo").iterdir() if p.is_dir())
+  return base, cfg, m1, m2, groups_after_first, groups_after_second
+
+
+def test_regimes_smoke(smoke_runs):
+  base, cfg, m, _, groups, _ = smoke_runs
+  out = base / "regimes"
+  for f in ("calibration.png", "regimes.png", "rp_theory.png", "samples.png",
+            "noise_plane.png", "regimes.csv", "metrics.json", "report.md", "noises.npy",
+            "subsets.npz", "config.json"):
+    assert (out / f).stat().st_size > 0, f
+  assert len(groups) == len(cfg.zoo.widths)
+  assert np.load(out / "noises.npy").shape == (cfg.num_noises, 8, 8, 1)
+  subsets = np.load(out / "subsets.npz")
+  assert [len(subsets[f"N{n}"]) for n in cfg.zoo.sizes] == list(cfg.zoo.sizes)
+  saved = json.loads((out / "metrics.json").read_text())
+  assert 0.0 < saved["threshold"] < 1.0
+  k = len(cfg.zoo.widths) * len(cfg.zoo.seeds) + 1
+  for s in m["per_size"]:
+    for key in ("rp_cal", "rp_paper", "mae", "sim_mean"):
+      mat = np.asarray(s[key])
+      assert mat.shape == (k, k)
+      np.testing.assert_allclose(mat, mat.T, atol=1e-6)
+    np.testing.assert_allclose(np.diag(s["rp_cal"]), 1.0)      # RP of a model with itself
+    np.testing.assert_allclose(np.diag(s["mae"]), 1.0)
+    assert s["theory"]["gl_cal"] <= 0.1                         # ε* generations are copies
+    assert s["regime"] in rpr.REGIMES
+    for v in s["widths"].values():
+      assert 0.0 <= v["gl_cal"] <= 1.0 and 0.0 <= v["rp_theory"] <= 1.0
+  text = (out / "report.md").read_text()
+  assert "![regimes](regimes.png)" in text and "**Verdicts**" in text
+  assert len(m["noise_plane"]["anchors"]) == 3
+
+
+def test_across_samplers_smoke_reuses_models(smoke_runs):
+  base, cfg, _, m, first, second = smoke_runs
+  out = base / "samplers"
+  for f in ("sampler_rp.png", "samplers_vs_N.png", "kernels.png", "samplers.csv",
+            "kernels.csv", "metrics.json", "report.md"):
+    assert (out / f).stat().st_size > 0, f
+  # The zoo of the first study is reused; only the other-kernel group is new.
+  assert set(first) < set(second) and len(second) == len(first) + 1
+  labels = [s[0] for s in m["samplers"]]
+  for mat in m["sampler_rp_mean"].values():
+    mat = np.asarray(mat)
+    assert mat.shape == (len(labels), len(labels))
+    np.testing.assert_allclose(np.diag(mat), 1.0)
+    np.testing.assert_allclose(mat, mat.T, atol=1e-6)
+  assert len(m["summary"]["kernels"]) == len(cfg.zoo.sizes)
+
+
+def test_configs_variants():
+  for path in (REGIMES_CONFIG, SAMPLERS_CONFIG):
+    for variant in ("cpu", "cpu_full", "smoke", "paper"):
+      c = common.load_config(path, variant)
+      assert c.zoo.sizes == tuple(sorted(c.zoo.sizes))
+    with pytest.raises(ValueError, match="variant"):
+      common.load_config(path, "bogus")
+  paper = common.load_config(REGIMES_CONFIG, "paper")
+  assert paper.zoo.sizes == tuple(2**k for k in range(6, 16))
+  assert paper.zoo.widths == (64, 128, 256) and paper.zoo.model == "unet"
+  cpu = common.load_config(SAMPLERS_CONFIG, "cpu")
+  assert cpu.zoo.to_dict() == common.load_config(REGIMES_CONFIG, "cpu").zoo.to_dict()
+
+
+def test_clipped_denoiser():
+  data = np.array([[0.5, -0.5], [1.0, -1.0]], np.float32)
+  exact = denoiser_fn.empirical(data)
+  x = jnp.array([[30.0, -40.0], [0.4, -0.6]])
+  s = jnp.array([0.01, 0.01])
+  np.testing.assert_allclose(rpr.clipped(exact)(x, s), exact(x, s))   # in range: unchanged
+  wild = lambda x, s: 10.0 * x
+  np.testing.assert_allclose(rpr.clipped(wild)(x, s), np.clip(10.0 * np.asarray(x), -1, 1))
