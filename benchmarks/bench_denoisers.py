@@ -13,7 +13,6 @@ measured in a fresh subprocess (ru_maxrss) so earlier runs do not pollute it.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 
@@ -49,15 +48,22 @@ def bench(n, d, b, chunk, repeats, with_numpy):
 
 
 def peak_memory(n, d, b, chunk):
-  """Peak RSS (GB) of a fresh process that builds the data and denoises once."""
+  """Memory (GB) of a fresh process: resident after building the data, and the
+  peak during one denoiser call (Linux: the high-water mark is reset first)."""
   code = f"""
-import resource, jax, jax.numpy as jnp, numpy as np, repro_jax
+import jax, jax.numpy as jnp, repro_jax
+def status(key):
+  for line in open('/proc/self/status'):
+    if line.startswith(key):
+      return int(line.split()[1])
 data = jax.random.normal(jax.random.PRNGKey(0), ({n}, {d}), jnp.float32)
 x = jax.random.normal(jax.random.PRNGKey(1), ({b}, {d}), jnp.float32)
-jax.block_until_ready(data)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-jax.block_until_ready(repro_jax.empirical_denoiser(x, data, 0.5, chunk_size={chunk!r}))
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+f = lambda q: repro_jax.empirical_denoiser(q, data, 0.5, chunk_size={chunk!r})
+jax.block_until_ready(f(x))                      # compile outside the measurement
+base = status('VmRSS:')
+open('/proc/self/clear_refs', 'w').write('5')    # reset VmHWM to the current RSS
+jax.block_until_ready(f(x))
+print(base, status('VmHWM:'))
 """
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   base, peak = (int(v) for v in out.stdout.split()[-2:])
