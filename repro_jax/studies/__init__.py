@@ -10,6 +10,7 @@ STUDIES: dict[str, tuple[str, str]] = {
     "theory_checks": ("theory_checks", "configs/theory_checks.py"),
     "pca_equivalence": ("pca_equivalence", "configs/pca_equivalence.py"),
     "subspace_clustering": ("subspace_clustering", "configs/subspace_clustering.py"),
+    "molrg_networks": ("molrg_networks", "configs/molrg_networks.py"),
     "memorization_theory": ("memorization_theory", "configs/memorization_theory.py"),
     "optimization_view": ("optimization_view", "configs/optimization_view.py"),
     "reproducibility_regimes": ("reproducibility_regimes", "configs/reproducibility_regimes.py"),
