@@ -26,6 +26,11 @@ def _atomic_path(path):
   os.close(fd)
   try:
     yield tmp
+    # mkstemp creates the file private (0600); give it the usual mode of a new
+    # file under the user's umask, as a plain `open` would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

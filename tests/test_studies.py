@@ -69,6 +69,10 @@ def test_atomic_writers(tmp_path):
   io.save_csv(tmp_path / "t.csv", [dict(a=1, b=2.5)])
   assert (tmp_path / "t.csv").read_text().splitlines() == ["a,b", "1,2.5"]
   assert not list(tmp_path.rglob("*.tmp"))
+  # Same mode as a file made by open() under the current umask, not mkstemp's 0600.
+  (tmp_path / "plain.txt").write_text("x")
+  want = (tmp_path / "plain.txt").stat().st_mode & 0o777
+  assert (tmp_path / "t.csv").stat().st_mode & 0o777 == want
 
 
 def test_fingerprint_follows_imports():
