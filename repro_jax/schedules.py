@@ -21,8 +21,11 @@ is 0 (`final="zero"`, denoise at the end) or σ at `t_min` (`final="min"`).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
+import typing
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,31 +56,33 @@ def log_snr_of_sigma(sigma):
 
 
 @dataclasses.dataclass(frozen=True)
-class Schedule:
-  """Base class: a kernel `x_t = s(t) (x0 + σ(t) ε)` on `t ∈ [t_min, t_max]`.
+class Schedule(abc.ABC):
+  """Abstract base: a kernel `x_t = s(t) (x0 + σ(t) ε)` on `t ∈ [t_min, t_max]`.
 
-  Subclasses define `sigma(t)`, `scale(t)` and `t_of_sigma(σ)`; σ is increasing
-  in t.  `discrete` schedules take integer t in `[0, T − 1]` but interpolate
-  log σ linearly in between, so `t_of_sigma` is defined for every σ in range.
+  Subclasses set the class attribute `name` and define `sigma(t)`, `scale(t)`
+  and `t_of_sigma(σ)`; σ is increasing in t.  `discrete` schedules take
+  integer t in `[0, T − 1]` but interpolate log σ linearly in between, so
+  `t_of_sigma` is defined for every σ in range.
   """
 
-  @property
-  def name(self) -> str:
-    raise NotImplementedError  # every registered subclass overrides this
+  name: typing.ClassVar[str]
 
   t_min: float = 0.0
   t_max: float = 1.0
 
   discrete = False
 
+  @abc.abstractmethod
   def sigma(self, t) -> Array:
-    raise NotImplementedError
+    """Noise-to-signal level σ(t)."""
 
+  @abc.abstractmethod
   def scale(self, t) -> Array:
-    raise NotImplementedError
+    """Kernel scale s(t)."""
 
+  @abc.abstractmethod
   def t_of_sigma(self, sigma) -> Array:
-    raise NotImplementedError
+    """Inverse of `sigma(t)`."""
 
   # Derived quantities --------------------------------------------------------
   def alpha_beta(self, t):
@@ -142,13 +147,12 @@ class VP(Schedule):
 
 
 @dataclasses.dataclass(frozen=True)
-class SubVP(Schedule):
-  """sub-VP SDE: mean `sqrt(ᾱ) x0`, std `1 − ᾱ`; so `σ = (1 − ᾱ)/sqrt(ᾱ)`."""
+class SubVP(VP):
+  """sub-VP SDE: mean `sqrt(ᾱ) x0`, std `1 − ᾱ`; so `σ = (1 − ᾱ)/sqrt(ᾱ)`.
 
-  beta_min: float = 0.1
-  beta_max: float = 20.0
-  t_min: float = 1e-3
-  t_max: float = 1.0
+  Same β(t) and options as `VP`, whose `ᾱ(t)` it shares.
+  """
+
   name = "subvp"
 
   def _alpha_bar(self, t):

@@ -1,8 +1,6 @@
 """Schedules against their textbook definitions (float64 NumPy oracles)."""
 
-import math
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
