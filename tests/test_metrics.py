@@ -4,15 +4,8 @@ import jax
 import numpy as np
 import pytest
 
+from oracles import np_ncc
 from repro_jax import metrics
-
-
-def np_ncc(a, b):
-  a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
-  b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
-  a /= np.linalg.norm(a, axis=1, keepdims=True)
-  b /= np.linalg.norm(b, axis=1, keepdims=True)
-  return a @ b.T
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from oracles import np_ncc
 from repro_jax import denoiser_fn
 from repro_jax import metrics
 from repro_jax import model_zoo
@@ -72,14 +73,6 @@ def test_sample_models_chunks_and_models(tiny_trainer):
 
 
 # Reproducibility helpers against brute force ------------------------------------
-
-def np_ncc(a, b):
-  a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
-  b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
-  a /= np.linalg.norm(a, axis=1, keepdims=True)
-  b /= np.linalg.norm(b, axis=1, keepdims=True)
-  return a @ b.T
-
 
 def test_pair_and_training_scores_brute_force(x64):
   rng = np.random.default_rng(0)
