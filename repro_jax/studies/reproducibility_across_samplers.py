@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 
 from absl import logging
-import jax
 import numpy as np
 
 from repro_jax import io
@@ -29,6 +28,7 @@ from repro_jax import model_zoo
 from repro_jax import reproducibility as rpr
 from repro_jax import reproducibility_plots as plots
 from repro_jax import schedules
+from repro_jax.studies import _zoo_study
 from repro_jax.studies import common
 
 
@@ -129,13 +129,9 @@ def kernel_scores(groups, other, noise, theory_ref, train_x, sims, config):
 
 def run(config, workdir) -> dict:
   """Restore (or train) the models, sample with every sampler, score, report."""
-  workdir = common.start(workdir, config)
-  t0 = time.time()
-  key = jax.random.key(int(config.seed))
+  st = _zoo_study.begin("reproducibility_across_samplers", config, workdir, later_steps=4)
+  workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
   zoo = config.zoo
-  progress = common.Progress("reproducibility_across_samplers", len(zoo.widths) + 5)
-  ds, sims, cal, noise, subsets = rpr.setup(config, workdir, jax.random.fold_in(key, 0))
-  groups = model_zoo.ensure_zoo(zoo, ds, progress=progress)
   w_other = zoo.widths[int(config.kernel.width_index)]
   other = model_zoo.ensure_zoo(
       zoo, ds, widths=[w_other], seeds=config.kernel.seeds,

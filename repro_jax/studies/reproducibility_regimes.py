@@ -26,7 +26,6 @@ import pathlib
 import time
 
 from absl import logging
-import jax
 import numpy as np
 
 from repro_jax import io
@@ -35,6 +34,7 @@ from repro_jax import model_zoo
 from repro_jax import noise_plane
 from repro_jax import reproducibility as rpr
 from repro_jax import reproducibility_plots as plots
+from repro_jax.studies import _zoo_study
 from repro_jax.studies import common
 
 def _entries(groups, samples, n):
@@ -153,15 +153,9 @@ def noise_plane_maps(groups, theory, th_dens, ds, subsets, noise, sigmas, sims, 
 
 def run(config, workdir) -> dict:
   """Train (or reuse) the zoo, sample, score; write metrics, figures and report.md."""
-  workdir = common.start(workdir, config)
-  t0 = time.time()
-  key = jax.random.key(int(config.seed))
+  st = _zoo_study.begin("reproducibility_regimes", config, workdir, later_steps=4)
+  workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
   zoo = config.zoo
-  progress = common.Progress("reproducibility_regimes", len(zoo.widths) + 4)
-  ds, sims, cal, noise, subsets = rpr.setup(config, workdir, jax.random.fold_in(key, 0))
-  io.save_npz(workdir / "subsets.npz", **{f"N{n}": idx for n, idx in subsets.items()})
-  progress.step("calibration")
-  groups = model_zoo.ensure_zoo(zoo, ds, progress=progress)
   t_train = time.time() - t0
   sigmas = rpr.sigma_grid(config.steps, config.sigma_min, config.sigma_max)
   samples = {}
