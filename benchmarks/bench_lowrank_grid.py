@@ -13,7 +13,6 @@ with one `lowrank.train_grid` call (one compilation).  Both are timed cold
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import platform
 import time
@@ -24,6 +23,7 @@ import numpy as np
 
 from repro_jax import io
 from repro_jax import lowrank
+from repro_jax import molrg_grid
 
 
 def _ints(text):
@@ -51,7 +51,7 @@ def main(argv=None):
   cfg = lowrank.TrainConfig(objective="expected", steps=args.steps, t_max=0.5,
                             learning_rate=0.5, precondition=True,
                             precondition_damping=1e-6, max_grad_norm=0.3)
-  grid = lowrank.molrg_grid(jax.random.PRNGKey(0), range(args.seeds), args.ns, args.ranks,
+  grid = molrg_grid.molrg_grid(jax.random.PRNGKey(0), range(args.seeds), args.ns, args.ranks,
                             dim=args.dim)
   jax.block_until_ready(grid.data)
   cells = grid.n.shape[0]

@@ -23,7 +23,8 @@ is quadratic in ε, so `E_ε` has a closed form and training is deterministic).
 Grids of (seed, N, r) share one compiled program (`train_grid`): data are padded
 to `N_max` rows with a row `mask [N_max]`, bases to `R_max` columns with a
 `rank_mask [R_max]` whose unused columns are kept at zero, so a whole phase
-diagram is one `jit(vmap(train_lowrank))`.
+diagram is one `jit(vmap(train_lowrank))`; `repro_jax.molrg_grid` builds such
+grids of MoLRG data, `repro_jax.stiefel` holds the manifold operations.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from repro_jax import clustering
 from repro_jax import denoisers
 from repro_jax import schedules
+from repro_jax import stiefel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,82 +354,24 @@ def expected_denoising_loss(basis, data, mask, cfg: TrainConfig):
   return (jnp.sum(mask * per_point) + noise) / _scale(data, mask)
 
 
-# Stiefel geometry -------------------------------------------------------------
-
-def _flat(bases, joint):
-  """`[K, D, R]` → matrices to orthonormalize: `[1, D, KR]` (joint) or `[K, D, R]`."""
-  if not joint:
-    return bases
-  k, d, r = bases.shape
-  return jnp.transpose(bases, (1, 0, 2)).reshape(1, d, k * r)
-
-
-def _unflat(x, shape, joint):
-  if not joint:
-    return x
-  k, d, r = shape
-  return jnp.transpose(x[0].reshape(d, k, r), (1, 0, 2))
-
-
-def tangent_projection(x, g):
-  """Project `g` onto the tangent space of the Stiefel manifold at `x`.
-
-  `g − x sym(xᵀ g)`; `x`, `g` `[..., D, C]` (zero columns stay zero).
-  """
-  xtg = jnp.swapaxes(x, -1, -2) @ g
-  return g - x @ (0.5 * (xtg + jnp.swapaxes(xtg, -1, -2)))
-
-
-def polar_retraction(x, iters: int = 4):
-  """Orthonormal polar factor of `x [..., D, C]` by Newton–Schulz iterations.
-
-  `x ← 1.5 x − 0.5 x xᵀx` converges quadratically to `U Vᵀ` (x = U S Vᵀ) when
-  every singular value lies in (0, √3); the input is scaled down when the
-  Gershgorin bound on `‖xᵀx‖₂` exceeds 2.  Zero columns stay exactly zero, so
-  padded ranks need no special case.  After a tangent step `x + Δ` the singular
-  values are `sqrt(1 + eig(ΔᵀΔ)) ≥ 1`, close to 1: 3–4 iterations reach float32
-  round-off.
-  """
-  gram = jnp.swapaxes(x, -1, -2) @ x
-  bound = jnp.max(jnp.sum(jnp.abs(gram), -1), -1)[..., None, None]
-  x = jnp.where(bound > 2.0, x / jnp.sqrt(bound), x)
-  for _ in range(iters):
-    x = 1.5 * x - 0.5 * x @ (jnp.swapaxes(x, -1, -2) @ x)
-  return x
-
-
-def random_stiefel(key, dim: int, num_components: int, rank: int, *,
-                   joint: bool = True, dtype=jnp.float32):
-  """Random orthonormal bases `[K, D, R]` (QR of a Gaussian, signs fixed).
-
-  With `joint`, the K blocks are mutually orthogonal (needs `K R ≤ D`).
-  """
-  cols = num_components * rank if joint else rank
-  reps = 1 if joint else num_components
-  g = jax.random.normal(key, (reps, dim, cols), dtype)
-  q, r = jnp.linalg.qr(g)
-  q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
-  return _unflat(q, (num_components, dim, rank), joint)
-
-
 # Training --------------------------------------------------------------------
 
 def _init_bases(key, data, mask, cmask, cfg: TrainConfig):
   kk, r_max = cmask.shape
   d = data.shape[1]
   if cfg.init == "random":
-    return random_stiefel(key, d, kk, r_max, joint=cfg.joint_orthogonal,
-                          dtype=data.dtype) * cmask[:, None, :]
+    return stiefel.random_stiefel(key, d, kk, r_max, joint=cfg.joint_orthogonal,
+                                  dtype=data.dtype) * cmask[:, None, :]
   seeds = clustering.seed_bases(key, data, mask, cmask)
-  x = _flat(seeds, cfg.joint_orthogonal)
+  x = stiefel.flatten_blocks(seeds, cfg.joint_orthogonal)
   u, _, vt = jnp.linalg.svd(x, full_matrices=False)
-  return _unflat(u @ vt, seeds.shape, cfg.joint_orthogonal) * cmask[:, None, :]
+  polar = stiefel.unflatten_blocks(u @ vt, seeds.shape, cfg.joint_orthogonal)
+  return polar * cmask[:, None, :]
 
 
 def _train_single(key, data, mask, cmask, cfg: TrainConfig):
   """One initialization → `(bases [K, D, R], losses [T])`; `key`: 2 keys."""
-  kk, r_max = cmask.shape
-  shape = (kk, data.shape[1], r_max)
+  r_max = cmask.shape[1]
   joint = cfg.joint_orthogonal
   col = cmask[:, None, :]
   k_init, k_train = key[0], key[1]
@@ -448,8 +391,7 @@ def _train_single(key, data, mask, cmask, cfg: TrainConfig):
     opt = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), opt)
 
   def tangent(u, g):
-    return _unflat(tangent_projection(_flat(u, joint), _flat(g * col, joint)),
-                   shape, joint) * col
+    return stiefel.project_blocks(u, g * col, joint) * col
 
   if cfg.precondition:
     y = data * mask[:, None]
@@ -469,12 +411,12 @@ def _train_single(key, data, mask, cmask, cfg: TrainConfig):
       g = tangent(u, precondition(u, g))
     upd, state = opt.update(g, state, u)
     u = optax.apply_updates(u, tangent(u, upd))
-    u = _unflat(polar_retraction(_flat(u, joint), cfg.polar_iters), shape, joint)
+    u = stiefel.retract_blocks(u, joint, cfg.polar_iters)
     return (u * col, state), loss
 
   (u, _), losses = jax.lax.scan(step, (u0, opt.init(u0)), jnp.arange(cfg.steps))
   # Two more Newton–Schulz steps: orthonormal to float round-off.
-  u = _unflat(polar_retraction(_flat(u, joint), 2), shape, joint) * col
+  u = stiefel.retract_blocks(u, joint, 2) * col
   return u, losses
 
 
@@ -532,7 +474,7 @@ train_one = compile_friendly_rng(jax.jit(train_lowrank, static_argnames=("cfg",)
 train_one.__doc__ = "`jax.jit(train_lowrank)`: one cell, compiled per shape."
 
 
-# PCA and synthetic data --------------------------------------------------------
+# PCA --------------------------------------------------------
 
 def pca_basis(data, mask, rank_mask):
   """PCA solution: top-r left singular subspace of `Y = dataᵀ [D, N]`.
@@ -556,65 +498,3 @@ def pca_basis(data, mask, rank_mask):
 def pca_objective(basis, data, mask):
   """`‖Uᵀ Y‖_F²` over the unmasked rows.  `basis [D, R]`, `data [N, D]`."""
   return jnp.sum(jnp.asarray(mask, data.dtype) * jnp.sum(jnp.square(data @ basis), -1))
-
-
-def molrg_cell(key, dim: int, num_components: int, r_max: int, n_max: int, n, r):
-  """One padded cell of a MoLRG phase diagram, balanced over components.
-
-  The ground truth `[K, D, R_max]` (mutually orthogonal, `random_molrg_bases`)
-  and the coefficients depend only on `key`: with the same key, the data of
-  `(n, r)` are nested in those of larger `n` or `r` (common random numbers
-  across the grid).  `n`, `r` may be traced.
-
-  Returns:
-    `(data [K·n_max, D], mask [K·n_max], rank_mask [R_max], truth [K, D, R_max]
-    (masked to rank r), labels [K·n_max])`; component k owns rows
-    `k·n_max … k·n_max + n − 1`; padded rows are zero.
-  """
-  k_b, k_z = jax.random.split(key)
-  bases = denoisers.random_molrg_bases(k_b, dim, num_components, r_max)
-  rank_mask = (jnp.arange(r_max) < r).astype(bases.dtype)
-  truth = bases * rank_mask
-  z = jax.random.normal(k_z, (num_components, n_max, r_max), bases.dtype) * rank_mask
-  data = jnp.einsum("kdr,knr->knd", truth, z).reshape(num_components * n_max, dim)
-  mask = jnp.tile((jnp.arange(n_max) < n).astype(bases.dtype), num_components)
-  labels = jnp.repeat(jnp.arange(num_components), n_max)
-  return data * mask[:, None], mask, rank_mask, truth, labels
-
-
-class Grid(NamedTuple):
-  """A padded grid of MoLRG cells (C cells), ready for `train_grid`.
-
-  `seed, n, r` `[C]` (cell coordinates; n is the number of points per
-  component), `data [C, K·N_max, D]`, `mask [C, K·N_max]`, `rank_mask [C, R_max]`,
-  `truth [C, K, D, R_max]`, `labels [C, K·N_max]`.
-  """
-  seed: jax.Array
-  n: jax.Array
-  r: jax.Array
-  data: jax.Array
-  mask: jax.Array
-  rank_mask: jax.Array
-  truth: jax.Array
-  labels: jax.Array
-
-
-@compile_friendly_rng
-def molrg_grid(key, seeds, ns, rs, *, dim: int, num_components: int = 1,
-               r_max: int | None = None, n_max: int | None = None) -> Grid:
-  """All cells `seeds × ns × rs` (in that order, rs fastest) of a phase diagram.
-
-  Cells with the same seed share `fold_in(key, seed)`, so their data are
-  nested (common random numbers): the curves over N and r are smooth in the
-  randomness, not only in expectation.
-  """
-  seeds, ns, rs = (np.asarray(v, np.int32) for v in (seeds, ns, rs))
-  r_max = int(rs.max()) if r_max is None else r_max
-  n_max = int(ns.max()) if n_max is None else n_max
-  s, n, r = (g.reshape(-1) for g in np.meshgrid(seeds, ns, rs, indexing="ij"))
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(s))
-  cell = jax.jit(jax.vmap(functools.partial(
-      molrg_cell, dim=dim, num_components=num_components, r_max=r_max, n_max=n_max)))
-  data, mask, rank_mask, truth, labels = cell(keys, n=jnp.asarray(n), r=jnp.asarray(r))
-  return Grid(jnp.asarray(s), jnp.asarray(n), jnp.asarray(r), data, mask, rank_mask,
-              truth, labels)

@@ -12,6 +12,8 @@ import pytest
 
 from repro_jax import denoisers
 from repro_jax import lowrank
+from repro_jax import molrg_grid
+from repro_jax import stiefel
 
 
 def _pca64(y, r):
@@ -28,12 +30,12 @@ def test_polar_retraction_is_the_svd_polar_factor_and_keeps_zero_columns():
   q = np.linalg.qr(rng.normal(size=(10, 4)))[0]
   x = q + 0.2 * rng.normal(size=q.shape)
   x = np.concatenate([x, np.zeros((10, 2))], 1).astype(np.float32)       # 2 padded columns
-  out = np.asarray(lowrank.polar_retraction(jnp.asarray(x), iters=6))
+  out = np.asarray(stiefel.polar_retraction(jnp.asarray(x), iters=6))
   u, _, vt = np.linalg.svd(x[:, :4].astype(np.float64), full_matrices=False)
   np.testing.assert_allclose(out[:, :4], u @ vt, atol=2e-6)
   assert np.all(out[:, 4:] == 0)
   # A large step (singular values beyond √3) is scaled first, not flipped.
-  big = np.asarray(lowrank.polar_retraction(jnp.asarray(3.0 * q, jnp.float32), iters=8))
+  big = np.asarray(stiefel.polar_retraction(jnp.asarray(3.0 * q, jnp.float32), iters=8))
   np.testing.assert_allclose(big, q, atol=1e-5)
 
 
@@ -41,10 +43,10 @@ def test_tangent_projection_is_tangent(x64):
   rng = np.random.default_rng(1)
   u = np.linalg.qr(rng.normal(size=(8, 3)))[0]
   g = rng.normal(size=(8, 3))
-  t = np.asarray(lowrank.tangent_projection(u, g))
+  t = np.asarray(stiefel.tangent_projection(u, g))
   np.testing.assert_allclose(u.T @ t + t.T @ u, 0, atol=1e-12)
   # Idempotent.
-  np.testing.assert_allclose(lowrank.tangent_projection(u, t), t, atol=1e-12)
+  np.testing.assert_allclose(stiefel.tangent_projection(u, t), t, atol=1e-12)
 
 
 def test_mixture_denoiser_is_the_molrg_posterior_mean(x64):
@@ -109,7 +111,7 @@ def test_expected_loss_is_the_noise_average_and_a_pca_objective(x64):
 def test_grid_training_k1_is_pca_and_shows_the_transition():
   """One vmapped program over (N, r) cells: U⋆ = PCA if N ≥ r, else ≥ sqrt(r − N) away."""
   d = 10
-  grid = lowrank.molrg_grid(jax.random.PRNGKey(4), [0], [1, 2, 3, 5], [2, 3], dim=d)
+  grid = molrg_grid.molrg_grid(jax.random.PRNGKey(4), [0], [1, 2, 3, 5], [2, 3], dim=d)
   cfg = lowrank.TrainConfig(objective="expected", steps=200, t_max=0.5)
   keys = jax.random.split(jax.random.PRNGKey(5), grid.n.shape[0])
   res = lowrank.train_grid(keys, grid.data, grid.mask, grid.rank_mask, cfg)

@@ -24,6 +24,7 @@ import numpy as np
 from repro_jax import clustering
 from repro_jax import io
 from repro_jax import lowrank
+from repro_jax import molrg_grid
 from repro_jax.studies import common
 
 
@@ -44,7 +45,7 @@ def _dist64(u, v):
   return float(np.linalg.norm(u @ u.T - v @ v.T))
 
 
-def measure(grid: lowrank.Grid, bases) -> list[dict]:
+def measure(grid: molrg_grid.Grid, bases) -> list[dict]:
   """Per-cell distances (float64 on the host).  `bases [C, 1, D, R_max]`."""
   rows = []
   bases = np.asarray(bases[:, 0], np.float64)
@@ -106,7 +107,7 @@ def _variants(config, key):
   """Single-t and fully sampled (t, ε ∈ R^D) training on a few cells."""
   if not config.variants:
     return {}
-  grid = lowrank.molrg_grid(key, range(config.num_seeds), config.variant_ns,
+  grid = molrg_grid.molrg_grid(key, range(config.num_seeds), config.variant_ns,
                             config.variant_ranks, dim=config.dim)
   keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(key, 1), s))(grid.seed)
   out = {}
@@ -135,7 +136,7 @@ def run(config, workdir) -> dict:
   t_start = time.time()
   key = jax.random.PRNGKey(config.seed)
   ns, rs = np.asarray(config.ns), np.asarray(config.ranks)
-  grid = lowrank.molrg_grid(jax.random.fold_in(key, 0), range(config.num_seeds), ns, rs,
+  grid = molrg_grid.molrg_grid(jax.random.fold_in(key, 0), range(config.num_seeds), ns, rs,
                             dim=config.dim)
   cfg = train_config(config)
   keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(key, 1), s))(grid.seed)

@@ -17,7 +17,6 @@ import dataclasses
 import pathlib
 import time
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from repro_jax import clustering
 from repro_jax import io
 from repro_jax import lowrank
+from repro_jax import molrg_grid
 from repro_jax.studies import common
 from repro_jax.studies.pca_equivalence import fit_boundary
 
@@ -61,7 +61,7 @@ def _cell_metrics(bases, kss_bases, truth, data, mask, labels):
 
 def run_panel(config, key, k, d):
   """One (K, D) phase diagram: train, cluster, measure.  Returns rows, timings."""
-  grid = lowrank.molrg_grid(key, range(config.num_seeds), config.ns, config.ranks,
+  grid = molrg_grid.molrg_grid(key, range(config.num_seeds), config.ns, config.ranks,
                             dim=d, num_components=k)
   cell_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(
       jnp.arange(grid.n.shape[0]))
