@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from repro_jax import models
 from repro_jax import training
 from repro_jax.studies import common as study_common
 from repro_jax.training import config as config_lib
