@@ -246,13 +246,22 @@ class EDM(Schedule):
     return jnp.asarray(sigma)
 
 
+@dataclasses.dataclass(frozen=True)
 class _Discrete(Schedule):
-  """Shared logic of the tabulated schedules: `T` levels, log σ interpolated."""
+  """Shared logic of the tabulated schedules: `T` levels at t ∈ {0..T−1},
+  log σ interpolated in between."""
 
+  num_timesteps: int = 1000
+  t_min: float = 0.0
+  t_max: float = 999.0        # set to T − 1 from num_timesteps
   discrete = True
 
+  def __post_init__(self):
+    object.__setattr__(self, "t_max", float(self.num_timesteps - 1))
+
+  @abc.abstractmethod
   def _log_sigmas(self) -> np.ndarray:
-    raise NotImplementedError
+    """The table `log σ_i`, `[T]`, float64, increasing."""
 
   def sigma(self, t):
     ls = jnp.asarray(self._log_sigmas())
@@ -272,15 +281,9 @@ class _Discrete(Schedule):
 class DDPM(_Discrete):
   """DDPM: `β_i` linear in `[β_1, β_T]`, `ᾱ_i = Π_{j≤i}(1 − β_j)`, t ∈ {0..T−1}."""
 
-  num_timesteps: int = 1000
   beta_start: float = 1e-4
   beta_end: float = 0.02
-  t_min: float = 0.0
-  t_max: float = 999.0
   name = "ddpm"
-
-  def __post_init__(self):
-    object.__setattr__(self, "t_max", float(self.num_timesteps - 1))
 
   def alpha_bars(self) -> np.ndarray:
     """The table `ᾱ_i`, `[T]`, float64."""
@@ -303,15 +306,9 @@ class LogLinear(_Discrete):
   Consecutive levels satisfy `σ_{i−1} = (1 − β) σ_i` with a constant β.
   """
 
-  num_timesteps: int = 1000
   sigma_lo: float = 0.01
   sigma_hi: float = 80.0
-  t_min: float = 0.0
-  t_max: float = 999.0
   name = "log_linear"
-
-  def __post_init__(self):
-    object.__setattr__(self, "t_max", float(self.num_timesteps - 1))
 
   def _log_sigmas(self):
     return np.linspace(math.log(self.sigma_lo), math.log(self.sigma_hi),
