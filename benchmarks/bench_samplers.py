@@ -1,13 +1,13 @@
 """Sampler benchmark: per-step overhead of the scanned samplers, and throughput.
 
-    python benchmarks/bench_samplers.py            # issue sizes: B=256, N=8192, D=3072
-    python benchmarks/bench_samplers.py --quick    # small sizes, seconds
+    python -m benchmarks.bench_samplers            # B=256, N=8192, D=3072
+    python -m benchmarks.bench_samplers --quick    # small sizes, seconds
 
 Measures, with the empirical (memorizing) denoiser over N random points in D:
 - this machine's float32 matmul rate (`jnp.dot` of two 4096² matrices);
 - the bare denoiser call `D(x, σ)` on a batch of B (jitted, data as argument);
 - for each sampler, the time per denoiser evaluation inside the scanned loop
-  and its overhead over the bare call (issue target: ≤ 10 % at the issue sizes),
+  and its overhead over the bare call (target: ≤ 10 % at the default sizes),
   bare call and sampler timed in alternation, minimum over `--repeats` rounds
   (robust to other processes on a shared CPU); `scan(denoiser)` is the
   denoiser alone in a `lax.scan`, for reference; `own` is the sampler loop's
@@ -20,49 +20,27 @@ Prints a table and writes JSON to `--out` (atomically).
 """
 
 import argparse
-import json
 import os
 import pathlib
 import platform
 import sys
-import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import common
 from repro_jax import denoiser_fn
 from repro_jax import denoisers
+from repro_jax import io
 from repro_jax import samplers
 from repro_jax import schedules
-
-
-def _time(fn, repeats, reduce=np.median):
-  """Wall time of `fn()` (its result blocked on), after one warm-up call.
-
-  `reduce` over `repeats` timings: the median, or the minimum where other
-  processes share the CPU (the least disturbed run).
-  """
-  jax.block_until_ready(fn())
-  ts = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    ts.append(time.perf_counter() - t)
-  return float(reduce(ts))
 
 
 def _free_denoiser(x, sigma):
   del sigma
   return 0.5 * x
-
-
-def matmul_gflops(n=4096, repeats=3):
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  f = jax.jit(jnp.dot)
-  return 2 * n**3 / _time(lambda: f(a, b), repeats) / 1e9
 
 
 def main():
@@ -90,7 +68,7 @@ def main():
     a.repeats = 3
 
   rows = []
-  gflops = matmul_gflops()
+  gflops = common.matmul_gflops(repeats=3)
   print(f"matmul float32 4096^2: {gflops:.1f} GFLOP/s  ({jax.devices()[0].device_kind}, "
         f"{os.cpu_count()} CPUs)")
 
@@ -98,7 +76,7 @@ def main():
   z = jax.random.normal(jax.random.key(3), (a.batch, a.dim), jnp.float32)
   bare = jax.jit(lambda x, s, d: denoisers.empirical_denoiser(x, d, s))
   sig = jnp.full((a.batch,), 1.0, jnp.float32)
-  t_bare = _time(lambda: bare(z, sig, data), a.repeats, reduce=min)
+  t_bare = common.time_call(lambda: bare(z, sig, data), repeats=a.repeats)
   flop = 4.0 * a.batch * a.num_data * a.dim  # two matmuls per call
   print(f"bare denoiser call B={a.batch} N={a.num_data} D={a.dim}: {t_bare * 1e3:.1f} ms "
         f"({flop / t_bare / 1e9:.1f} GFLOP/s)")
@@ -129,15 +107,16 @@ def main():
     jax.block_until_ready(run())
     t_b, t_s = [], []
     for _ in range(a.repeats):
-      t_b.append(_time(lambda: bare(z, sig, data), 1))
-      t_s.append(_time(run, 1) / nfe)
+      t_b.append(common.time_call(lambda: bare(z, sig, data), repeats=1, warmup=0))
+      t_s.append(common.time_call(run, repeats=1, warmup=0) / nfe)
     per, tb = min(t_s), min(t_b)
     # The sampler's own cost per evaluation, isolated: the same loop around a
     # denoiser that costs one multiply (an upper bound on the overhead).
     own = None
     if name is not None:
-      own = _time(lambda: samplers.sample(_free_denoiser, z, grid, sampler=name,
-                                          key=key).samples, 5 * a.repeats, reduce=min) / nfe
+      own = common.time_call(lambda: samplers.sample(_free_denoiser, z, grid, sampler=name,
+                                                     key=key).samples,
+                             repeats=5 * a.repeats) / nfe
     rows.append(dict(sampler=label, evals=nfe, ms_per_eval=per * 1e3, bare_ms=tb * 1e3,
                      overhead=per / tb - 1.0, ms_per_eval_median=float(np.median(t_s)) * 1e3,
                      bare_ms_median=float(np.median(t_b)) * 1e3, stochastic=stochastic,
@@ -174,13 +153,8 @@ def main():
       samplers=rows,
       throughput=dict(sampler="ddim", seconds=t_total, samples_per_s=sps,
                       first_batch_with_compile_s=t_compile))
-  out = pathlib.Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(report, f, indent=2)
-  os.replace(tmp, out)
-  print(f"wrote {out}")
+  io.save_json(a.out, report)
+  print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":
