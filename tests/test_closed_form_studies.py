@@ -1,4 +1,4 @@
-"""Closed-form studies (issue 4): their library helpers against oracles, and both
+"""Closed-form studies: their library helpers against oracles, and both
 studies end to end at smoke size with their numbers asserted."""
 
 import json

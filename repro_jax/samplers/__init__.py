@@ -1,4 +1,4 @@
-"""Samplers, inversion and the noise → data map (issue 3).
+"""Samplers, inversion and the noise → data map.
 
 Every sampler is a jitted `lax.scan` over a σ grid in VE coordinates
 (`x = x0 + σ ε`), driven by a canonical denoiser `denoise(x, sigma[B]) -> x0`
