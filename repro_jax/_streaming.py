@@ -112,18 +112,19 @@ def lse_stats(x, data, coef, *, chunk=DEFAULT_CHUNK, precision="highest",
 
 
 def lse_stats_sharded(x, data, coef, mesh, axis, *, chunk=DEFAULT_CHUNK,
-                      precision="highest") -> LSEStats:
+                      precision="highest", data_sq=None) -> LSEStats:
   """`lse_stats` with the rows of `data` split over the devices on `axis`.
 
   Each device reduces its own rows; the partial sums are merged with one
   `pmax` and two `psum`s, so the result equals the single-device one up to
   float summation order.  `N` need not divide the device count: the data is
   padded with rows whose squared norm is `+inf` (weight exactly 0).
+  `data_sq`: optional precomputed `‖y_i‖²` `[N]`.
   """
   n_dev = mesh.shape[axis]
   n = data.shape[0]
   pad = (-n) % n_dev
-  y_sq = jnp.sum(jnp.square(data), axis=1)
+  y_sq = jnp.sum(jnp.square(data), axis=1) if data_sq is None else data_sq
   if pad:
     data = jnp.concatenate([data, jnp.zeros((pad, data.shape[1]), data.dtype)])
     y_sq = jnp.concatenate([y_sq, jnp.full((pad,), jnp.inf, y_sq.dtype)])

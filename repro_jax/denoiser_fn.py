@@ -87,9 +87,13 @@ def _flat(closed_form):
 
 
 def empirical(data, **kwargs) -> DenoiserFn:
-  """Canonical form of `denoisers.empirical_denoiser` over `data [N, ...]`."""
+  """Canonical form of `denoisers.empirical_denoiser` over `data [N, ...]`.
+
+  The squared norms of the rows are computed once here, not at every call.
+  """
   flat = jnp.asarray(data).reshape(data.shape[0], -1)
-  return _flat(lambda x, s: denoisers.empirical_denoiser(x, flat, s, **kwargs))
+  sq = jnp.sum(jnp.square(flat), axis=1)
+  return _flat(lambda x, s: denoisers.empirical_denoiser(x, flat, s, data_sq=sq, **kwargs))
 
 
 def gaussian(mean, cov) -> DenoiserFn:

@@ -52,7 +52,7 @@ def _check_data(data):
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "precision", "head",
                                              "mesh", "axis"))
-def _empirical(x, data, sigma, scale, *, chunk_size, precision, head, mesh, axis):
+def _empirical(x, data, sigma, scale, data_sq, *, chunk_size, precision, head, mesh, axis):
   b = x.shape[0]
   sigma = _per_row(sigma, b, x.dtype)
   scale = _per_row(scale, b, x.dtype)
@@ -60,17 +60,18 @@ def _empirical(x, data, sigma, scale, *, chunk_size, precision, head, mesh, axis
   coef = 0.5 / jnp.square(sigma)
   if mesh is None:
     st = _streaming.lse_stats(x_ve, data, coef, chunk=chunk_size,
-                              precision=precision)
+                              precision=precision, data_sq=data_sq)
   else:
     st = _streaming.lse_stats_sharded(x_ve, data, coef, mesh, axis,
-                                      chunk=chunk_size, precision=precision)
+                                      chunk=chunk_size, precision=precision,
+                                      data_sq=data_sq)
   x0 = st.weighted / st.total[:, None]
   return heads_lib.from_x0(head, x0, x, scale, sigma)
 
 
 def empirical_denoiser(x, data, sigma, *, scale=1.0, head="x0",
                        chunk_size=_streaming.DEFAULT_CHUNK, mesh=None,
-                       axis="data", precision="highest"):
+                       axis="data", precision="highest", data_sq=None):
   """Posterior mean of the empirical distribution `(1/N) Σ δ(x0 − y_i)`.
 
   `D(x) = Σ_i w_i y_i` with `w = softmax_i(−‖x/s − y_i‖² / (2σ²))`
@@ -88,6 +89,9 @@ def empirical_denoiser(x, data, sigma, *, scale=1.0, head="x0",
     mesh: optional `jax.sharding.Mesh`; the rows of `data` are split over its
       `axis` and per-device partial log-sum-exps are merged.
     precision: matmul precision for the distances and the weighted sum.
+    data_sq: optional `‖y_i‖²` `[N]` of `data`, computed once by a caller that
+      reuses the same data for many calls (a sampler's steps); by default it
+      is computed on each call.
 
   Returns:
     `[B, D]`, the requested head.
@@ -95,9 +99,12 @@ def empirical_denoiser(x, data, sigma, *, scale=1.0, head="x0",
   if not _checks.is_traced(x, data, sigma, scale):
     _check_data(data)
     _check_query(x, data, "data", sigma, scale)
+    if data_sq is not None and np.shape(data_sq) != np.shape(data)[:1]:
+      raise ValueError(f"`data_sq` must have shape [N] = {np.shape(data)[:1]}; got "
+                       f"{np.shape(data_sq)}.")
   if chunk_size is not None and chunk_size < 1:
     raise ValueError(f"`chunk_size` must be >= 1 or None; got {chunk_size}.")
-  return _empirical(x, data, sigma, scale, chunk_size=chunk_size,
+  return _empirical(x, data, sigma, scale, data_sq, chunk_size=chunk_size,
                     precision=precision, head=head, mesh=mesh, axis=axis)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import repro_jax
+from repro_jax import denoiser_fn
 from repro_jax import denoisers
 from repro_jax import heads
 
@@ -59,6 +60,20 @@ def test_sharded_equals_single_device(problem, mesh8, x64):
     sd_ref = repro_jax.smoothed_sq_distance(x, data, sigma)
     sd = repro_jax.smoothed_sq_distance(x, data, sigma, mesh=mesh8)
     np.testing.assert_allclose(sd, sd_ref, rtol=1e-13)
+
+
+def test_precomputed_norms(problem, mesh8, x64):
+  data, x = problem
+  sq = np.sum(np.square(data), axis=1)
+  ref = repro_jax.empirical_denoiser(x, data, 0.7)
+  for kw in (dict(chunk_size=5), dict(chunk_size=3, mesh=mesh8)):
+    got = repro_jax.empirical_denoiser(x, data, 0.7, data_sq=sq, **kw)
+    np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-14)
+  # The canonical form computes the norms once and must agree too.
+  np.testing.assert_allclose(denoiser_fn.empirical(data)(x, np.full(len(x), 0.7)), ref,
+                             rtol=1e-13, atol=1e-14)
+  with pytest.raises(ValueError, match="data_sq"):
+    repro_jax.empirical_denoiser(x, data, 0.7, data_sq=sq[:-1])
 
 
 def test_sharded_float32_jit_inside(problem, mesh8):
