@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks import common
 import repro_jax
-from repro_jax import _streaming
+from repro_jax.closed_form import streaming
 
 
 def naive_numpy(x, data, sigma):
@@ -63,7 +63,7 @@ def bench(n, d, b, chunks, rounds, repeats):
   x_np = rng.normal(size=(b, d)).astype(np.float32)
   data, x = jnp.asarray(data_np), jnp.asarray(x_np)
   flops = 4 * b * n * d
-  c0 = _streaming.DEFAULT_CHUNK
+  c0 = streaming.DEFAULT_CHUNK
   fns = {c: jax.jit(lambda q, c=c: repro_jax.empirical_denoiser(q, data, 0.5, chunk_size=c))
          for c in chunks}
   fns["matmuls"] = jax.jit(lambda q: chunked_matmuls(q, data, c0))
@@ -143,7 +143,7 @@ def main():
         "against it: " + ", ".join(f"N={r['N']}/{r['chunk']}: "
                                    f"{100 * r['fraction_of_run_peak_matmul']:.0f}%"
                                    for r in rows))
-  mem = peak_memory(max(sizes), dim, args.batch, _streaming.DEFAULT_CHUNK)
+  mem = peak_memory(max(sizes), dim, args.batch, streaming.DEFAULT_CHUNK)
   print(f"peak memory at N={max(sizes)}: data {mem['data_gb']:.2f} GB, process peak "
         f"{mem['peak_rss_gb']:.2f} GB (+{mem['peak_minus_before_gb']:.2f} GB during the call)")
   path = common.save("denoisers" + ("_quick" if args.quick else ""),

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from repro_jax import io
-from repro_jax import lowrank
-from repro_jax import molrg_grid
+from repro_jax.lowrank import model as lowrank
+from repro_jax.lowrank import molrg_grid
 
 
 def _ints(text):

@@ -31,11 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from repro_jax import denoiser_fn
-from repro_jax import denoisers
+from repro_jax.diffusion import denoiser_fn
+from repro_jax.closed_form import denoisers
 from repro_jax import io
 from repro_jax import samplers
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 
 
 def _free_denoiser(x, sigma):

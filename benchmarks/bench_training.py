@@ -12,7 +12,7 @@ flops of one step come from XLA's `cost_analysis()` of the compiled step, and
 the achieved rate is reported as a fraction of this machine's float32 matmul
 rate (`jnp.dot` of two 4096² matrices).  The many-models
 part trains M small models (different seeds and data subsets) in one vmapped
-program (`repro_jax.training.many_chunk`) against the same M models trained
+program (`repro_jax.networks.training.many_chunk`) against the same M models trained
 one after another with the single-model program.  Writes
 benchmarks/results/training.json (training_quick.json with --quick).
 """
@@ -28,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from repro_jax import training
+from repro_jax.networks import training
 from repro_jax.studies import common as study_common
-from repro_jax.training import config as config_lib
-from repro_jax.training import step as step_lib
+from repro_jax.networks.training import config as config_lib
+from repro_jax.networks.training import step as step_lib
 
 CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "train.py"
 

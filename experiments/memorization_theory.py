@@ -3,5 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("memorization_theory", "configs/memorization_theory.py:cpu",
-                "results/memorization_theory")
+  _cli.main_for("memorization_theory")

@@ -3,4 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("molrg_networks", "configs/molrg_networks.py:cpu", "results/molrg_networks")
+  _cli.main_for("molrg_networks")

@@ -3,5 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("optimization_view", "configs/optimization_view.py:cpu",
-                "results/optimization_view")
+  _cli.main_for("optimization_view")

@@ -3,4 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("pca_equivalence", "configs/pca_equivalence.py:cpu", "results/pca_equivalence")
+  _cli.main_for("pca_equivalence")

@@ -26,8 +26,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if _LIST.value:
-    for name, (_, cfg) in STUDIES.items():
-      print(f"{name:32s} {cfg}")
+    for name in STUDIES:
+      print(name)
     return
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
   try:

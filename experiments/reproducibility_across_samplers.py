@@ -3,6 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("reproducibility_across_samplers",
-                "configs/reproducibility_across_samplers.py:cpu",
-                "results/reproducibility_across_samplers")
+  _cli.main_for("reproducibility_across_samplers")

@@ -3,5 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("reproducibility_regimes", "configs/reproducibility_regimes.py:cpu",
-                "results/reproducibility_regimes")
+  _cli.main_for("reproducibility_regimes")

@@ -3,5 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("subspace_clustering", "configs/subspace_clustering.py:cpu",
-                "results/subspace_clustering")
+  _cli.main_for("subspace_clustering")

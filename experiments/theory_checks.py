@@ -3,4 +3,4 @@
 from experiments import _cli
 
 if __name__ == "__main__":
-  _cli.main_for("theory_checks", "configs/theory_checks.py:cpu", "results/theory_checks")
+  _cli.main_for("theory_checks")

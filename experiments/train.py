@@ -8,7 +8,7 @@ Writes `config.json`, `data_indices.npy`, `metrics.jsonl` and orbax
 `checkpoints/` under `--workdir`; run the same command again to resume from the
 latest checkpoint.  `--config.distributed=True` calls
 `jax.distributed.initialize()` first (multi-host).  All the work is
-`repro_jax.training.train`.
+`repro_jax.networks.training.train`.
 """
 
 import logging as std_logging
@@ -39,11 +39,13 @@ def main(argv):
     raise app.UsageError("--config is required, e.g. --config=configs/train.py:cpu")
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietOrbax())
-  from repro_jax import sharding  # after flag parsing: jax starts here
-  from repro_jax import training
-  sharding.maybe_initialize_distributed(bool(_CONFIG.value.distributed))
+  from repro_jax import settings  # after flag parsing: jax starts here
+  from repro_jax import sharding
+  from repro_jax.networks import training
   try:
-    training.train(_CONFIG.value, _WORKDIR.value)
+    cfg = settings.parse(training.TrainSettings, _CONFIG.value)
+    sharding.maybe_initialize_distributed(cfg.distributed)
+    training.train(cfg, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e)) from e
 

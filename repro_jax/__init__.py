@@ -5,24 +5,24 @@ Noise convention (THEORY.md §0): `x_t = s_t (x0 + σ_t ε)`; the low-dim talk's
 `(α_t, β_t) = (s_t, s_t σ_t)`; DDIM's `ᾱ_t = 1 / (1 + σ_t²)`.
 """
 
-from repro_jax import heads
+from repro_jax.diffusion import heads
 from repro_jax import samplers
-from repro_jax import schedules
-from repro_jax.denoisers import GaussianMixture
-from repro_jax.denoisers import empirical_denoiser
-from repro_jax.denoisers import gaussian_denoiser
-from repro_jax.denoisers import gmm_denoiser
-from repro_jax.denoisers import molrg_denoiser
-from repro_jax.denoisers import molrg_posterior_weights
-from repro_jax.denoisers import random_molrg_bases
-from repro_jax.denoisers import sample_molrg
-from repro_jax.geometry import dist_finite
-from repro_jax.geometry import dist_subspaces
-from repro_jax.geometry import nearest_neighbors
-from repro_jax.geometry import proj_finite
-from repro_jax.geometry import proj_subspaces
-from repro_jax.geometry import smoothed_sq_distance
-from repro_jax.schedules import get_schedule
-from repro_jax.schedules import sigma_grid
+from repro_jax.diffusion import schedules
+from repro_jax.closed_form.denoisers import GaussianMixture
+from repro_jax.closed_form.denoisers import empirical_denoiser
+from repro_jax.closed_form.denoisers import gaussian_denoiser
+from repro_jax.closed_form.denoisers import gmm_denoiser
+from repro_jax.closed_form.denoisers import molrg_denoiser
+from repro_jax.closed_form.denoisers import molrg_posterior_weights
+from repro_jax.closed_form.denoisers import random_molrg_bases
+from repro_jax.closed_form.denoisers import sample_molrg
+from repro_jax.closed_form.geometry import dist_finite
+from repro_jax.closed_form.geometry import dist_subspaces
+from repro_jax.closed_form.geometry import nearest_neighbors
+from repro_jax.closed_form.geometry import proj_finite
+from repro_jax.closed_form.geometry import proj_subspaces
+from repro_jax.closed_form.geometry import smoothed_sq_distance
+from repro_jax.diffusion.schedules import get_schedule
+from repro_jax.diffusion.schedules import sigma_grid
 
 __version__ = "0.1.0"

@@ -47,22 +47,22 @@ def write_text(path, text: str) -> None:
   write_bytes(path, text.encode("utf-8"))
 
 
-def _to_jsonable(obj: Any):
+def to_jsonable(obj: Any):
   if isinstance(obj, dict):
-    return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    return {str(k): to_jsonable(v) for k, v in obj.items()}
   if isinstance(obj, (list, tuple)):
-    return [_to_jsonable(v) for v in obj]
+    return [to_jsonable(v) for v in obj]
   if isinstance(obj, (np.generic,)):
     return obj.item()
   if isinstance(obj, np.ndarray) or hasattr(obj, "__array__"):
-    return _to_jsonable(np.asarray(obj).tolist())
+    return to_jsonable(np.asarray(obj).tolist())
   if isinstance(obj, float) and not np.isfinite(obj):
     return str(obj)
   return obj
 
 
 def save_json(path, obj: Any) -> None:
-  write_text(path, json.dumps(_to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+  write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def load_json(path) -> Any:
@@ -79,7 +79,7 @@ def save_csv(path, rows: Iterable[dict | Sequence], header: Sequence[str] | None
     w = csv.DictWriter(buf, fieldnames=header)
     w.writeheader()
     for r in rows:
-      w.writerow({k: _to_jsonable(v) for k, v in r.items()})
+      w.writerow({k: to_jsonable(v) for k, v in r.items()})
   else:
     w = csv.writer(buf)
     if header:
@@ -102,6 +102,12 @@ def save_figure(fig, path, **kwargs) -> None:
 def save_npz(path, **arrays) -> None:
   buf = io.BytesIO()
   np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+  write_bytes(path, buf.getvalue())
+
+
+def save_npy(path, array) -> None:
+  buf = io.BytesIO()
+  np.save(buf, np.asarray(array))
   write_bytes(path, buf.getvalue())
 
 

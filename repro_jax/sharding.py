@@ -11,7 +11,7 @@ on every host).
 from __future__ import annotations
 
 import jax
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh
 
 DATA_AXIS = "data"
 
@@ -33,11 +33,3 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
   return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,),
                        devices=devices[:n])
 
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
-def rows_sharded(mesh: Mesh) -> NamedSharding:
-  """Leading axis split over the mesh, the rest replicated."""
-  return NamedSharding(mesh, P(DATA_AXIS))

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from repro_jax import denoiser_fn
-from repro_jax import denoisers
-from repro_jax import descent
-from repro_jax import distribution_metrics as dm
-from repro_jax import geometry
-from repro_jax import memorization
-from repro_jax import noise_plane
+from repro_jax.diffusion import denoiser_fn
+from repro_jax.closed_form import denoisers
+from repro_jax.studies import _descent as descent
+from repro_jax.analysis import distribution_metrics as dm
+from repro_jax.closed_form import geometry
+from repro_jax.studies import _memorization as memorization
+from repro_jax.analysis import noise_plane
 from repro_jax import samplers
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 from repro_jax.studies import STUDIES
 from repro_jax.studies import common
 

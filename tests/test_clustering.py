@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import clustering
+from repro_jax.lowrank import clustering
 
 
 def _orth(rng, d, r):

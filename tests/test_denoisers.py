@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import repro_jax
-from repro_jax import denoiser_fn
-from repro_jax import denoisers
-from repro_jax import heads
+from repro_jax.diffusion import denoiser_fn
+from repro_jax.closed_form import denoisers
+from repro_jax.diffusion import heads
 
 
 def np_empirical(x, data, sigma, scale=1.0):

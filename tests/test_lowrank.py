@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro_jax import denoisers
-from repro_jax import lowrank
-from repro_jax import molrg_grid
-from repro_jax import stiefel
+from repro_jax.closed_form import denoisers
+from repro_jax.lowrank import model as lowrank
+from repro_jax.lowrank import molrg_grid
+from repro_jax.lowrank import stiefel
 
 
 def _pca64(y, r):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from oracles import np_ncc
-from repro_jax import metrics
+from repro_jax.analysis import metrics
 
 
 @pytest.fixture

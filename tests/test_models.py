@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro_jax import models
-from repro_jax import schedules
+from repro_jax.networks import models
+from repro_jax.diffusion import schedules
 
 
 def _net(name, shape, **opts):

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro_jax import denoiser_fn
-from repro_jax import denoisers
-from repro_jax import geometry
-from repro_jax import score_metrics
+from repro_jax.diffusion import denoiser_fn
+from repro_jax.closed_form import denoisers
+from repro_jax.closed_form import geometry
+from repro_jax.analysis import score_metrics
 from repro_jax.studies import common
 from repro_jax.studies import molrg_networks as mn
 

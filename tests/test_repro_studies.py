@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from oracles import np_ncc
-from repro_jax import denoiser_fn
-from repro_jax import metrics
-from repro_jax import model_zoo
-from repro_jax import reproducibility as rpr
-from repro_jax import training
+from repro_jax.diffusion import denoiser_fn
+from repro_jax.analysis import metrics
+from repro_jax.networks import model_zoo
+from repro_jax.analysis import reproducibility as rpr
+from repro_jax.networks import training
 from repro_jax.studies import common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

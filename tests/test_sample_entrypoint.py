@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from repro_jax import denoiser_fn
+from repro_jax.diffusion import denoiser_fn
 from repro_jax import samplers
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro_jax import denoiser_fn
+from repro_jax.diffusion import denoiser_fn
 from repro_jax import samplers
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 from repro_jax.samplers import _core
 
 # A 3-D Gaussian N(μ, V diag(λ) Vᵀ) with a spread of eigenvalues.

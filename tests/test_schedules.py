@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 
 ALL = sorted(schedules.SCHEDULES)
 

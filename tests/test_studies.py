@@ -1,27 +1,37 @@
 """The main-job plumbing and the theory-check study at smoke size."""
 
+import dataclasses
 import json
 import pathlib
 
 import pytest
 
 from repro_jax import io
+from repro_jax import settings as settings_lib
 from repro_jax.studies import STUDIES
 from repro_jax.studies import common
 from repro_jax.studies import runner
+from repro_jax.studies import verdicts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_every_study_has_config_and_entrypoint():
-  for name, (module, config) in STUDIES.items():
-    assert (ROOT / config).exists(), config
-    assert (ROOT / "experiments" / f"{name}.py").exists(), name
-    assert (ROOT / "repro_jax" / "studies" / f"{module}.py").exists(), module
-    for variant in ("cpu", "smoke", "paper"):
-      common.load_config(ROOT / config, variant)
-    with pytest.raises(ValueError, match="variant"):
-      common.load_config(ROOT / config, "bogus")
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_has_settings_config_and_entrypoint(name):
+  assert (ROOT / "configs" / f"{name}.py").exists(), name
+  assert (ROOT / "experiments" / f"{name}.py").exists(), name
+  module = runner.study_module(name)
+  for attr in ("Settings", "VARIANTS", "settings", "measure", "verdicts", "render"):
+    assert hasattr(module, attr), (name, attr)
+  assert "cpu" in module.VARIANTS and "smoke" in module.VARIANTS
+  for variant in module.VARIANTS:
+    s = runner.study_settings(name, variant)
+    assert dataclasses.is_dataclass(s) and s.__dataclass_params__.frozen
+    # The typed settings survive their JSON record and the ConfigDict of configs/.
+    assert settings_lib.parse(module.Settings, json.loads(settings_lib.to_json(s))) == s
+    assert settings_lib.parse(module.Settings, settings_lib.to_config(s)) == s
+  with pytest.raises(ValueError, match="variant"):
+    runner.study_settings(name, "bogus")
 
 
 def test_select():
@@ -31,33 +41,75 @@ def test_select():
     runner.select("theory_checks,nope")
 
 
-def test_theory_checks_smoke_and_skip(tmp_path, monkeypatch):
-  monkeypatch.chdir(ROOT)
+def test_theory_checks_smoke_and_skip(tmp_path):
   status = runner.run_studies(["theory_checks"], variant="smoke", results_dir=tmp_path)
   assert status == {"theory_checks": "ran"}
-  metrics = json.loads((tmp_path / "theory_checks" / "metrics.json").read_text())
+  study_dir = tmp_path / "theory_checks"
+  metrics = json.loads((study_dir / "metrics.json").read_text())
   assert metrics["all_passed"], [r for r in metrics["checks"] if not r["passed"]]
   worst = {r["check"]: r["worst"] for r in metrics["checks"]}
   assert worst["½∇dist² = x − D* (float64, rel.)"] < 1e-10
   assert worst["empirical D* vs NumPy float64 (rel.)"] < 1e-10
+  # Verdicts are data, one per check, in the schema.
+  vs = verdicts.from_dicts(metrics["verdicts"])
+  assert len(vs) == len(metrics["checks"]) and {v.verdict for v in vs} == {"reproduced"}
   for f in ("identities.png", "checks.csv", "report.md", "config.json", "manifest.json"):
-    assert (tmp_path / "theory_checks" / f).stat().st_size > 0
+    assert (study_dir / f).stat().st_size > 0
+  manifest = json.loads((study_dir / "manifest.json").read_text())
+  assert manifest["variant"] == "smoke" and manifest["environment"]["jax"]
+  assert not list(tmp_path.glob(".theory_checks.*"))          # no partial directory left
   page = (tmp_path / "README.md").read_text()
   assert "](theory_checks/identities.png)" in page
-  # Unchanged code and config: skipped; a changed config reruns.
+  assert page.count("| [`theory_checks`](#theory_checks) |") == len(vs)
+  # Unchanged code and settings: skipped; changed settings rerun.
   assert runner.run_studies(["theory_checks"], variant="smoke",
                             results_dir=tmp_path) == {"theory_checks": "skipped"}
-  cfg = common.load_config(ROOT / STUDIES["theory_checks"][1], "smoke")
-  assert common.is_up_to_date(tmp_path / "theory_checks", "theory_checks", cfg)
-  cfg.seed = 1
-  assert not common.is_up_to_date(tmp_path / "theory_checks", "theory_checks", cfg)
+  s = runner.study_settings("theory_checks", "smoke")
+  assert common.is_up_to_date(study_dir, "theory_checks", s)
+  assert not common.is_up_to_date(study_dir, "theory_checks",
+                                  settings_lib.override(s, {"seed": 1}))
+
+
+def test_killed_run_is_cleaned_and_never_mixed(tmp_path, monkeypatch):
+  """A run that dies leaves the previous results intact; the next run cleans up."""
+  s = runner.study_settings("theory_checks", "smoke")
+  runner.run_study("theory_checks", s, tmp_path / "theory_checks")
+  before = (tmp_path / "theory_checks" / "metrics.json").read_bytes()
+  io.write_text(tmp_path / "theory_checks" / ".stray.json.tmp", "half")
+  module = runner.study_module("theory_checks")
+
+  def boom(*args):
+    raise RuntimeError("killed")
+  monkeypatch.setattr(module, "render", boom)
+  with pytest.raises(RuntimeError):
+    runner.run_study("theory_checks", settings_lib.override(s, {"seed": 3}),
+                     tmp_path / "theory_checks")
+  assert (tmp_path / "theory_checks" / "metrics.json").read_bytes() == before
+  assert (tmp_path / ".theory_checks.partial").exists()
+  monkeypatch.undo()
+  runner.run_study("theory_checks", s, tmp_path / "theory_checks")
+  assert not (tmp_path / ".theory_checks.partial").exists()
+  assert not list((tmp_path / "theory_checks").glob(".*.tmp"))
+
+
+def test_verdict_schema():
+  v = verdicts.judge(False, claim="c", criterion="x ≥ 1", measured={"x": 0.5, "ci": (0.4, 0.6)},
+                     source="s", partly=True)
+  assert v.to_dict() == {"claim": "c", "verdict": "partly", "criterion": "x ≥ 1",
+                         "measured": {"x": 0.5, "ci": [0.4, 0.6]}, "source": "s"}
+  with pytest.raises(ValueError, match="verdict must be"):
+    verdicts.Verdict(claim="c", verdict="differs", criterion="k", measured={}, source="s")
+  assert "| c | **partly** | x ≥ 1 | x = 0.5; ci = [0.4, 0.6] |" in verdicts.table([v])
 
 
 def test_results_page_lists_missing(tmp_path):
   (tmp_path / "theory_checks").mkdir()
   io.write_text(tmp_path / "theory_checks" / "report.md", "## T\n![a](a.png) [web](https://x.y)\n")
+  io.save_json(tmp_path / "theory_checks" / "metrics.json", {"verdicts": [
+      dict(claim="c", verdict="reproduced", criterion="k", measured={}, source="s")]})
   page = runner.build_results_page(tmp_path).read_text()
   assert "![a](theory_checks/a.png)" in page and "(https://x.y)" in page
+  assert "| c | **reproduced** | k |" in page
   for name in STUDIES:
     if name != "theory_checks":
       assert f"`{name}`" in page
@@ -78,5 +130,6 @@ def test_atomic_writers(tmp_path):
 def test_fingerprint_follows_imports():
   files = {f.relative_to(common.PACKAGE_DIR).as_posix()
            for f in common.source_files("theory_checks")}
-  assert {"studies/theory_checks.py", "denoisers.py", "_streaming.py", "geometry.py"} <= files
+  assert {"studies/theory_checks.py", "closed_form/denoisers.py", "closed_form/streaming.py",
+          "closed_form/geometry.py", "settings.py"} <= files
   assert "samplers/api.py" not in files and "studies/__init__.py" not in files

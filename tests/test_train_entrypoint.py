@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from repro_jax import training
-from repro_jax.studies import common
+from repro_jax.networks import training
+from repro_jax import settings as settings_lib
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG = _ROOT / "configs" / "train.py"
@@ -81,10 +81,13 @@ def test_bad_config_fails_with_clear_message(tmp_path, args, message):
 
 def test_config_variants():
   for variant in ("smoke", "cpu", "molrg"):
-    training.check_config(common.load_config(_CONFIG, variant))
-  paper = common.load_config(_CONFIG, "paper")
+    training.check_config(training.variant(variant))
+  paper = training.variant("paper")
   assert paper.model.width == 128 and paper.data.name == "cifar10"
   with pytest.raises(ValueError, match="needs config.data.path"):
     training.check_config(paper)
-  paper.data.path = "/data/cifar-10-batches-py"
-  training.check_config(paper)
+  training.check_config(settings_lib.override(paper, {"data": {"path": "/data/c10"}}))
+  with pytest.raises(TypeError, match="TrainSettings"):
+    training.check_config(settings_lib.to_config(paper))
+  with pytest.raises(ValueError, match="unknown field"):
+    settings_lib.override(paper, {"model": {"widht": 3}})

@@ -14,17 +14,18 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 from repro_jax import sharding
-from repro_jax import training
-from repro_jax.studies import common
-from repro_jax.training import step as step_lib
+from repro_jax.networks import training
+from repro_jax import settings as settings_lib
+from repro_jax.networks.training import step as step_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _config(variant="smoke", **model):
-  cfg = common.load_config(ROOT / "configs" / "train.py", variant)
+  """A mutable ConfigDict of a training variant (as `configs/train.py` gives)."""
+  cfg = settings_lib.to_config(training.variant(variant))
   if model:
     cfg.model.update(**model)
   return cfg
@@ -38,6 +39,10 @@ def _mlp_config(**train):
   return cfg
 
 
+def _typed(cfg):
+  return settings_lib.parse(training.TrainSettings, cfg)
+
+
 def _points_data(points):
   n = points.shape[0]
   return step_lib.DataArrays(jnp.asarray(points), None, jnp.arange(n, dtype=jnp.int32),
@@ -49,8 +54,8 @@ def test_unet_loss_falls_on_tiny_dataset():
   cfg.data.num_train = 16
   cfg.optim.update(learning_rate=5e-3, warmup_steps=10)
   cfg.train.batch_size = 8
-  dataset = training.prepare(cfg, 1)
-  trainer = training.make_trainer(cfg, dataset.data_shape)
+  dataset = training.prepare(_typed(cfg), 1)
+  trainer = training.make_trainer(_typed(cfg), dataset.data_shape)
   state = step_lib.init_state(trainer, jax.random.key(0))
   data = step_lib.DataArrays(jnp.asarray(dataset.x[:16]), None, jnp.arange(16), jnp.int32(16))
   state, metrics = training.jit_chunk(trainer, loop="python")(state, data, 40)
@@ -67,7 +72,7 @@ def test_mlp_memorizes_a_few_points():
   cfg.optim.update(learning_rate=1e-3, warmup_steps=50)
   cfg.train.update(batch_size=64, ema_decay=0.99)
   points = np.random.RandomState(0).randn(6, 2).astype(np.float32)
-  trainer = training.make_trainer(cfg, (2,))
+  trainer = training.make_trainer(_typed(cfg), (2,))
   state = step_lib.init_state(trainer, jax.random.key(0))
   state, metrics = training.jit_chunk(trainer)(state, _points_data(points), 3000)
   denoise = trainer.param.denoiser(step_lib.net_fn(trainer, state.ema))
@@ -96,8 +101,8 @@ def test_mlp_memorizes_a_few_points():
 def test_class_conditional_training():
   cfg = _mlp_config()
   cfg.model.update(num_classes=10, label_dropout=0.5)
-  dataset = training.prepare(cfg, 1)
-  trainer = training.make_trainer(cfg, dataset.data_shape)
+  dataset = training.prepare(_typed(cfg), 1)
+  trainer = training.make_trainer(_typed(cfg), dataset.data_shape)
   state = step_lib.init_state(trainer, jax.random.key(0))
   data = step_lib.DataArrays(jnp.asarray(dataset.x), jnp.asarray(dataset.labels),
                              jnp.arange(64, dtype=jnp.int32), jnp.int32(64))
@@ -114,12 +119,12 @@ def _leaves(state):
 
 def test_resume_is_bit_identical(tmp_path):
   cfg = _mlp_config(num_steps=30, log_every=10, checkpoint_every=10, keep_checkpoints=2)
-  full, hist_full = training.train(cfg, str(tmp_path / "full"))
+  full, hist_full = training.train(_typed(cfg), str(tmp_path / "full"))
   part = tmp_path / "part"
   cfg.train.num_steps = 20
-  training.train(cfg, str(part))  # "interrupted" after 20 steps
+  training.train(_typed(cfg), str(part))  # "interrupted" after 20 steps
   cfg.train.num_steps = 30
-  resumed, hist_resumed = training.train(cfg, str(part))
+  resumed, hist_resumed = training.train(_typed(cfg), str(part))
   assert [h["step"] for h in hist_resumed] == [30]
   for a, b in zip(_leaves(full), _leaves(resumed)):
     np.testing.assert_array_equal(a, b)
@@ -142,18 +147,18 @@ def test_resume_is_bit_identical(tmp_path):
   assert not np.allclose(raw(x, jnp.ones(3)), denoise(x, jnp.ones(3)))
   cfg.model.hidden = 64  # resuming with another network is refused
   with pytest.raises(ValueError, match="different config.model"):
-    training.train(cfg, str(part))
+    training.train(_typed(cfg), str(part))
 
 
 def test_eight_devices_match_one(mesh8):
   cfg = _mlp_config(batch_size=16)
-  dataset = training.prepare(cfg, 8)
+  dataset = training.prepare(_typed(cfg), 8)
   data = step_lib.DataArrays(jnp.asarray(dataset.x[:32]), None, jnp.arange(32),
                              jnp.int32(32))
   losses = []
   for mesh in (sharding.make_mesh(1), mesh8):
     rep = NamedSharding(mesh, P())
-    trainer = training.make_trainer(cfg, dataset.data_shape,
+    trainer = training.make_trainer(_typed(cfg), dataset.data_shape,
                                     NamedSharding(mesh, P(sharding.DATA_AXIS)))
     state = jax.device_put(step_lib.init_state(trainer, jax.random.key(0)), rep)
     chunk = training.jit_chunk(trainer, state_sharding=rep)
@@ -169,18 +174,18 @@ def test_eight_devices_match_one(mesh8):
 def test_batch_must_divide_devices(mesh8, tmp_path):
   cfg = _mlp_config(batch_size=12)
   with pytest.raises(ValueError, match="divisible by the 8"):
-    training.train(cfg, str(tmp_path / "w"), mesh=mesh8)
+    training.train(_typed(cfg), str(tmp_path / "w"), mesh=mesh8)
   assert not (tmp_path / "w").exists()
 
 
 def test_train_many_matches_models_trained_alone(tmp_path):
   cfg = _mlp_config(num_steps=20, log_every=10, checkpoint_every=20)
-  dataset = training.prepare(cfg, 1)
+  dataset = training.prepare(_typed(cfg), 1)
   subsets = [np.arange(0, 40, 2), np.arange(100, 132)]  # sizes 20 and 32
-  states, history = training.train_many(cfg, str(tmp_path / "many"), seeds=(3, 4),
+  states, history = training.train_many(_typed(cfg), str(tmp_path / "many"), seeds=(3, 4),
                                         subsets=subsets)
   assert states.params.shape[0] == 2 and len(history[-1]["loss_per_model"]) == 2
-  trainer = training.make_trainer(cfg, dataset.data_shape)
+  trainer = training.make_trainer(_typed(cfg), dataset.data_shape)
   chunk = training.jit_chunk(trainer)
   for i, (seed, sub) in enumerate(zip((3, 4), subsets)):
     state = step_lib.init_state(trainer, jax.random.key(seed))
@@ -215,7 +220,7 @@ def test_bad_configs_fail_before_training(tmp_path, section, field, value, error
   cfg = _config()
   cfg[section][field] = value
   with pytest.raises(error, match=match):
-    training.train(cfg, str(tmp_path / "w"))
+    training.train(_typed(cfg), str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
 
@@ -223,8 +228,8 @@ def test_missing_cifar_directory(tmp_path):
   cfg = _config("paper")
   cfg.data.path = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError, match="does not exist"):
-    training.train(cfg, str(tmp_path / "w"))
-  with pytest.raises(ValueError, match="Unknown config variant"):
+    training.train(_typed(cfg), str(tmp_path / "w"))
+  with pytest.raises(ValueError, match="unknown training variant"):
     _config("huge")
   with pytest.raises(FileNotFoundError, match="no checkpoints"):
     training.load_denoiser(str(tmp_path))

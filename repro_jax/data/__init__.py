@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from repro_jax import _checks
+from repro_jax import io
+from repro_jax import validation
 from repro_jax.data.sources import load_array
 from repro_jax.data.sources import load_cifar10
 from repro_jax.data.sources import load_digits
@@ -62,7 +63,7 @@ def load_dataset(cfg) -> Dataset:
   """
   name = _get(cfg, "name", "digits")
   if name not in DATASETS:
-    raise _checks.unknown_name("dataset", name, DATASETS)
+    raise validation.unknown_name("dataset", name, DATASETS)
   if name == "digits":
     x, labels = load_digits()
     return Dataset(x, labels, {})
@@ -105,11 +106,8 @@ def subset_indices(seed_or_key, n_total: int, n: int) -> np.ndarray:
 
 def save_indices(workdir: str, indices) -> str:
   """Write `indices` to `workdir/data_indices.npy` atomically; returns the path."""
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, INDICES_FILE)
-  tmp = path + ".tmp.npy"
-  np.save(tmp, np.asarray(indices, np.int32))
-  os.replace(tmp, path)
+  io.save_npy(path, np.asarray(indices, np.int32))
   return path
 
 

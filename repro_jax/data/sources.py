@@ -122,7 +122,7 @@ def molrg(dim: int, num_components: int, rank: int, num_points: int, seed: int,
   bases `[K, D, R]` (for the score / subspace metrics).
   """
   import jax
-  from repro_jax import denoisers
+  from repro_jax.closed_form import denoisers
   k_bases, k_pts = jax.random.split(jax.random.key(seed))
   bases = denoisers.random_molrg_bases(k_bases, dim, num_components, rank)
   x, labels = denoisers.sample_molrg(k_pts, bases, num_points)

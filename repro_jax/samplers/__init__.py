@@ -2,7 +2,7 @@
 
 Every sampler is a jitted `lax.scan` over a σ grid in VE coordinates
 (`x = x0 + σ ε`), driven by a canonical denoiser `denoise(x, sigma[B]) -> x0`
-(`repro_jax.denoiser_fn`), batched over `B`, chosen by name:
+(`repro_jax.diffusion.denoiser_fn`), batched over `B`, chosen by name:
 
     from repro_jax import denoiser_fn, samplers, schedules
     den = denoiser_fn.empirical(data)                       # data [N, ...]

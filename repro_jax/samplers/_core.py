@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from repro_jax import _checks
-from repro_jax.schedules import check_sigma_grid
+from repro_jax import validation
+from repro_jax.diffusion.schedules import check_sigma_grid
 
 Array = jax.Array
 
@@ -247,7 +247,7 @@ def check_start(x, name: str) -> Array:
     raise ValueError(f"`{name}` must have shape [B, ...] with B >= 1; got {tuple(x.shape)}.")
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(f"`{name}` must be a float array; got dtype {x.dtype}.")
-  _checks.check_finite(x, name)
+  validation.check_finite(x, name)
   return x
 
 

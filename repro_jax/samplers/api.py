@@ -3,7 +3,7 @@
     result = sample(denoise, noise, sigmas, sampler="heun", key=None, **options)
 
 `denoise(x, sigma[B]) -> x0` is the canonical denoiser of
-`repro_jax.denoiser_fn` (VE coordinates, `x = x0 + σ ε`); `noise [B, ...]` is
+`repro_jax.diffusion.denoiser_fn` (VE coordinates, `x = x0 + σ ε`); `noise [B, ...]` is
 standard normal and the run starts at `x = σ_max · noise`; `sigmas [T+1]` is a
 strictly decreasing grid, e.g. `schedules.sigma_grid(schedule, T, spacing,
 final="zero" | "min")`: a last entry 0 denoises to σ = 0, a positive one stops
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from repro_jax import _checks
-from repro_jax.schedules import check_sigma_grid
+from repro_jax import validation
+from repro_jax.diffusion.schedules import check_sigma_grid
 from repro_jax.samplers import _core
 from repro_jax.samplers import ddim_vp
 from repro_jax.samplers import ode
@@ -45,7 +45,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
 def get_sampler(name: str) -> SamplerSpec:
   """The registered `SamplerSpec` called `name` (ValueError listing the names)."""
   if not isinstance(name, str) or name not in SAMPLERS:
-    raise _checks.unknown_name("sampler", name, SAMPLERS)
+    raise validation.unknown_name("sampler", name, SAMPLERS)
   return SAMPLERS[name]
 
 

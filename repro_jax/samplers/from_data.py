@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import denoiser_fn
+from repro_jax import plotting
+from repro_jax.diffusion import denoiser_fn
 from repro_jax import io
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 from repro_jax.samplers import api
 from repro_jax.samplers._core import SampleResult
 
@@ -162,7 +163,7 @@ def sample_with(denoise, like, noise=None, *, seed: int = 0,
   """`sample_from_data` for any canonical denoiser (e.g. a trained network).
 
   Args:
-    denoise: canonical `denoise(x, σ) -> x0` (`repro_jax.denoiser_fn`).
+    denoise: canonical `denoise(x, σ) -> x0` (`repro_jax.diffusion.denoiser_fn`).
     like: an array `[1, ...]` with the data's shape and dtype (for the noise).
     Other arguments as `sample_from_data`.
   """
@@ -225,9 +226,7 @@ def save_image_grid(path, samples, *, value_range=None, max_images: int = 64,
     max_images: at most this many images in the grid.
     reference: optional data `[N, ...]` drawn behind a scatter plot.
   """
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
 
   x = np.asarray(samples, np.float64)
   imgs = _as_images(x)
@@ -274,7 +273,7 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
     png: path of a PNG of the samples; True for `out` with suffix `.png`;
       None draws one only for image data (`data.ndim >= 3`); False never.
     checkpoint: instead of `data`, a training workdir (`experiments/train.py`):
-      its latest checkpoint is sampled (`repro_jax.training.load_denoiser`,
+      its latest checkpoint is sampled (`repro_jax.networks.training.load_denoiser`,
       with `model_index` for a many-model run and `use_ema`).
     **kwargs: passed to `sample_from_data`.
   """
@@ -287,7 +286,7 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
   if isinstance(noise, (str, os.PathLike)):
     noise = load_array(noise, "noise")
   if checkpoint is not None:
-    from repro_jax import training  # the training stack only when needed
+    from repro_jax.networks import training  # the training stack only when needed
     denoise, info = training.load_denoiser(str(checkpoint), use_ema=use_ema,
                                            model_index=model_index)
     data = np.zeros((1,) + tuple(info["data_shape"]), np.float32)

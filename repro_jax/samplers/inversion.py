@@ -20,7 +20,7 @@ import numpy as np
 
 from repro_jax.samplers import _core
 from repro_jax.samplers import api
-from repro_jax.schedules import check_sigma_grid
+from repro_jax.diffusion.schedules import check_sigma_grid
 
 
 def inversion_grid(sigmas) -> np.ndarray:

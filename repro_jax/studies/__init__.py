@@ -1,19 +1,25 @@
-"""Experiments as library code: each study module exposes `run(config, workdir)`.
+"""The experiments as library code: one module per study, same skeleton for all.
 
-Entry points in `experiments/` only parse flags and call `run`; the main job
-(`python -m experiments.reproduce`) runs the studies listed in `STUDIES`, in
-order, and rebuilds `results/README.md` from their `report.md` sections.
+What belongs here: each study's settings (with its variants and the criteria
+of its verdicts), its measurement, its verdicts and its report and figures
+(`common` describes the protocol); measurements only one study makes live in
+that study's private modules (`_<name>*.py`).  A new study is a module here,
+a name in `STUDIES`, a thin `configs/<name>.py` and `experiments/<name>.py`.
+`runner` runs studies and builds the results page; `verdicts` is the schema
+of what a study concluded.
+
+May import anything in `repro_jax`; nothing outside `repro_jax.studies`
+imports a study.
 """
 
-# name -> (module under repro_jax.studies, config file relative to the repo root)
-STUDIES: dict[str, tuple[str, str]] = {
-    "theory_checks": ("theory_checks", "configs/theory_checks.py"),
-    "pca_equivalence": ("pca_equivalence", "configs/pca_equivalence.py"),
-    "subspace_clustering": ("subspace_clustering", "configs/subspace_clustering.py"),
-    "molrg_networks": ("molrg_networks", "configs/molrg_networks.py"),
-    "memorization_theory": ("memorization_theory", "configs/memorization_theory.py"),
-    "optimization_view": ("optimization_view", "configs/optimization_view.py"),
-    "reproducibility_regimes": ("reproducibility_regimes", "configs/reproducibility_regimes.py"),
-    "reproducibility_across_samplers": ("reproducibility_across_samplers",
-                                        "configs/reproducibility_across_samplers.py"),
-}
+# The studies of the main job, in the order it runs them.
+STUDIES: tuple[str, ...] = (
+    "theory_checks",
+    "pca_equivalence",
+    "subspace_clustering",
+    "molrg_networks",
+    "memorization_theory",
+    "optimization_view",
+    "reproducibility_regimes",
+    "reproducibility_across_samplers",
+)

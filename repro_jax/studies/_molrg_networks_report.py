@@ -6,15 +6,14 @@ import pathlib
 
 import numpy as np
 
+from repro_jax import plotting
 from repro_jax import io
 from repro_jax.studies import common
 
 
 def phase_figure(path, config, ranks, ns, summary):
   """Heatmaps over (r, N): score error, on-support, copies, new; the boundaries."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
   from matplotlib import colors
   mats = {k: np.asarray(v) for k, v in summary["matrices"].items()}
   panels = [("l_score_rel", "relative L_score (log colour)", "viridis"),
@@ -65,9 +64,7 @@ def phase_figure(path, config, ranks, ns, summary):
 
 def detail_figure(path, config, profiles, examples, rows, unet_rows):
   """Score error per σ; copies vs support per sample; U-Net vs MLP cells."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
   ncol = 3 if unet_rows else 2
   fig, ax = plt.subplots(1, ncol, figsize=(6.3 * ncol, 4.6), layout="constrained")
   sig = np.asarray(profiles["mlp"]["sigmas"])

@@ -6,6 +6,7 @@ import pathlib
 
 import numpy as np
 
+from repro_jax import plotting
 from repro_jax import io
 from repro_jax.studies import common
 
@@ -53,9 +54,7 @@ def _band(ax, x, y, label, color, q=(0.05, 0.95)):
 
 def figures(workdir, traj, ident, rows, sched_rows, floor, s, config, grids):
   """Write the study's figures; `grids {spacing: σ grid}` of the schedule table."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
   workdir = pathlib.Path(workdir)
   titles = {"finite": f"finite K ({config.finite_dataset}, empirical ε*)",
             "molrg": f"MoLRG K (D={config.molrg_dim}, K={config.molrg_components}, "

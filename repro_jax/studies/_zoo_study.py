@@ -11,9 +11,9 @@ import numpy as np
 
 from repro_jax import data as data_lib
 from repro_jax import io
-from repro_jax import metrics
-from repro_jax import model_zoo
-from repro_jax import reproducibility as rpr
+from repro_jax.analysis import metrics
+from repro_jax.networks import model_zoo
+from repro_jax.analysis import reproducibility as rpr
 from repro_jax.studies import common
 
 

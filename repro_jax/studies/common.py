@@ -1,35 +1,53 @@
-"""Shared plumbing of the studies: config loading, fingerprints, progress, reports."""
+"""Shared plumbing of the studies: the study protocol, fingerprints, manifests, progress.
+
+A study is a module under `repro_jax.studies` with
+
+    Settings                      # frozen dataclass: every setting, criteria included
+    VARIANTS                      # e.g. ("cpu", "smoke", "paper"); "cpu" is the default
+    settings(variant) -> Settings
+    measure(s, ctx) -> dict       # the numbers (JSON-able); raw artefacts go to ctx.workdir
+    verdicts(s, metrics) -> list[Verdict]
+    render(s, metrics, workdir)   # figures and report.md, from metrics.json's content
+
+and the runner (`repro_jax.studies.runner.run_study`) owns the rest: the
+settings record (`config.json`), the mesh, the progress lines, `metrics.json`
+with its `verdicts`, the manifest, and the atomic replacement of the study's
+directory.
+"""
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
-import json
 import pathlib
+import platform
 import time
+from typing import NamedTuple
 
 from absl import logging
-import ml_collections
+import jax
 
 from repro_jax import io
+from repro_jax import settings as settings_lib
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config(path, variant: str = "cpu") -> ml_collections.ConfigDict:
-  """Call `get_config(variant)` of a config file (as `config_flags` does)."""
-  path = pathlib.Path(path)
-  if not path.exists():
-    raise FileNotFoundError(f"config file {path} does not exist.")
-  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+class Context(NamedTuple):
+  """What the runner hands a study's `measure`.
 
+  Attributes:
+    workdir: the directory the study writes into (fresh; it replaces
+      `results/<study>/` only when the study has finished).
+    mesh: the one device mesh (axis "data") for sharded work.
+    name: the study's name, for progress lines.
+  """
+  workdir: pathlib.Path
+  mesh: jax.sharding.Mesh
+  name: str
 
-def config_to_dict(config) -> dict:
-  return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+  def progress(self, total: int) -> "Progress":
+    return Progress(self.name, total)
 
 
 def _module_file(name: str) -> pathlib.Path | None:
@@ -57,7 +75,8 @@ def source_files(study: str) -> list[pathlib.Path]:
   """The study's module and every `repro_jax` file it imports, transitively
   (the registry `studies/__init__.py` excepted)."""
   seen: dict[pathlib.Path, None] = {}
-  todo = [f"repro_jax.studies.{study}", "repro_jax.studies.common"]
+  todo = [f"repro_jax.studies.{study}", "repro_jax.studies.common",
+          "repro_jax.studies.runner"]
   while todo:
     name = todo.pop()
     parts = name.split(".")
@@ -74,43 +93,57 @@ def code_fingerprint(study: str) -> str:
   """Hash of the sources the study runs: its module and its `repro_jax` imports."""
   h = hashlib.sha256()
   for f in source_files(study):
-    h.update(str(f.relative_to(PACKAGE_DIR)).encode())
+    h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
     h.update(f.read_bytes())
   return h.hexdigest()[:16]
 
 
-def fingerprint(study: str, config) -> str:
+def fingerprint(study: str, settings) -> str:
+  """Hash of the code and of the complete effective settings."""
   h = hashlib.sha256()
   h.update(code_fingerprint(study).encode())
-  h.update(json.dumps(config_to_dict(config), sort_keys=True).encode())
+  h.update(settings_lib.to_json(settings).encode())
   return h.hexdigest()[:16]
 
 
-def is_up_to_date(workdir, study: str, config) -> bool:
-  manifest = pathlib.Path(workdir) / "manifest.json"
-  if not manifest.exists() or not (pathlib.Path(workdir) / "report.md").exists():
+def environment() -> dict:
+  """The software and hardware a study ran on (recorded in its manifest)."""
+  import jaxlib
+  dev = jax.devices()[0]
+  return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "backend": jax.default_backend(), "device_kind": dev.device_kind,
+          "device_count": jax.device_count(), "cpu": _cpu_model(),
+          "python": platform.python_version()}
+
+
+def _cpu_model() -> str:
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def is_up_to_date(workdir, study: str, settings) -> bool:
+  """Whether `workdir` holds a finished run of this code with these settings."""
+  workdir = pathlib.Path(workdir)
+  manifest = workdir / "manifest.json"
+  if not manifest.exists() or not (workdir / "report.md").exists():
     return False
   try:
-    return io.load_json(manifest).get("fingerprint") == fingerprint(study, config)
+    return io.load_json(manifest).get("fingerprint") == fingerprint(study, settings)
   except (OSError, ValueError):
     return False
 
 
-def write_manifest(workdir, study: str, config, seconds: float) -> None:
-  io.save_json(pathlib.Path(workdir) / "manifest.json", {
-      "study": study,
-      "fingerprint": fingerprint(study, config),
-      "seconds": round(seconds, 1),
-      "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-  })
-
-
-def start(workdir, config) -> pathlib.Path:
-  """Create the workdir and record the config the run uses."""
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  io.save_json(workdir / "config.json", config_to_dict(config))
-  return workdir
+def manifest(study: str, settings, seconds: float, variant: str | None = None) -> dict:
+  return {"study": study, "variant": variant,
+          "fingerprint": fingerprint(study, settings),
+          "seconds": round(seconds, 1),
+          "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "environment": environment()}
 
 
 class Progress:
@@ -125,7 +158,3 @@ class Progress:
     eta = el / self.done * (self.total - self.done)
     logging.info("%s: %d/%d %s(%.0fs elapsed, ETA %.0fs)", self.name, self.done,
                  self.total, f"{what} " if what else "", el, eta)
-
-
-def verdict(ok: bool, yes: str = "reproduced", no: str = "differs") -> str:
-  return f"**{yes}**" if ok else f"**{no}**"

@@ -23,14 +23,15 @@ from absl import logging
 import jax
 import numpy as np
 
+from repro_jax import plotting
 from repro_jax import data as data_lib
-from repro_jax import denoiser_fn
+from repro_jax.diffusion import denoiser_fn
 from repro_jax import io
-from repro_jax import memorization
-from repro_jax import metrics
-from repro_jax import noise_plane
+from repro_jax.studies import _memorization as memorization
+from repro_jax.analysis import metrics
+from repro_jax.analysis import noise_plane
 from repro_jax import samplers
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 from repro_jax.studies import common
 
 # (label, sampler, grid spacing, stochastic key index or None)
@@ -307,9 +308,7 @@ def _anchor_images(fig, ax, dataset, anchor_labels):
     sub.set_title(f"{ {'^': '▲', 's': '■', 'o': '●'}[m]} #{idx}", fontsize=8)
 
 def _figures(workdir, results, round_trips, plane, sets, config, plane_name):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
   names = list(results)
   # 1. Agreement with the reference map against the step count.
   fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False,

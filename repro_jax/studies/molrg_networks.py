@@ -27,15 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from repro_jax import data as data_lib
-from repro_jax import denoisers
+from repro_jax.closed_form import denoisers
 from repro_jax import io
 from repro_jax import samplers
-from repro_jax import schedules
-from repro_jax import score_metrics
-from repro_jax import training
+from repro_jax.diffusion import schedules
+from repro_jax.analysis import score_metrics
+from repro_jax.networks import training
 from repro_jax.studies import _molrg_networks_report as report_lib
 from repro_jax.studies import common
-from repro_jax.training import step as step_lib
+from repro_jax.networks.training import step as step_lib
 
 TRAIN_CONFIG = common.PACKAGE_DIR.parent / "configs" / "train.py"
 

@@ -23,14 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from repro_jax import data as data_lib
-from repro_jax import denoiser_fn
-from repro_jax import denoisers
-from repro_jax import descent
-from repro_jax import distribution_metrics as dm
-from repro_jax import geometry
+from repro_jax.diffusion import denoiser_fn
+from repro_jax.closed_form import denoisers
+from repro_jax.studies import _descent as descent
+from repro_jax.analysis import distribution_metrics as dm
+from repro_jax.closed_form import geometry
 from repro_jax import io
 from repro_jax import samplers
-from repro_jax import schedules
+from repro_jax.diffusion import schedules
 from repro_jax.studies import _optimization_view_report as report_lib
 from repro_jax.studies import common
 

@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import clustering
+from repro_jax import plotting
+from repro_jax.lowrank import clustering
 from repro_jax import io
-from repro_jax import lowrank
-from repro_jax import molrg_grid
+from repro_jax.lowrank import model as lowrank
+from repro_jax.lowrank import molrg_grid
 from repro_jax.studies import common
 
 
@@ -233,9 +234,7 @@ def run(config, workdir) -> dict:
 
 
 def _figures(workdir, config, rows, ns, rs, rate, n_star, slope, intercept):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
   d = config.dim
   fig, ax = plt.subplots(1, 3, figsize=(18, 4.4), layout="constrained")
   colors = plt.cm.viridis(np.linspace(0, 0.9, len(config.curve_ranks)))

@@ -24,10 +24,10 @@ from absl import logging
 import numpy as np
 
 from repro_jax import io
-from repro_jax import model_zoo
-from repro_jax import reproducibility as rpr
-from repro_jax import reproducibility_plots as plots
-from repro_jax import schedules
+from repro_jax.networks import model_zoo
+from repro_jax.analysis import reproducibility as rpr
+from repro_jax.studies import _zoo_figures as plots
+from repro_jax.diffusion import schedules
 from repro_jax.studies import _zoo_study
 from repro_jax.studies import common
 

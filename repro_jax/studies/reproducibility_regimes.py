@@ -29,11 +29,11 @@ from absl import logging
 import numpy as np
 
 from repro_jax import io
-from repro_jax import metrics
-from repro_jax import model_zoo
-from repro_jax import noise_plane
-from repro_jax import reproducibility as rpr
-from repro_jax import reproducibility_plots as plots
+from repro_jax.analysis import metrics
+from repro_jax.networks import model_zoo
+from repro_jax.analysis import noise_plane
+from repro_jax.analysis import reproducibility as rpr
+from repro_jax.studies import _zoo_figures as plots
 from repro_jax.studies import _zoo_study
 from repro_jax.studies import common
 
@@ -388,7 +388,7 @@ subsets, seed {zoo.subset_seed}; every model of one N sees the same images:
 `subsets.npz`), seeds {tuple(int(x) for x in zoo.seeds)} per width; {tr.num_steps} Adam steps
 of batch {tr.batch_size} per model (lr {zoo.train.optim.learning_rate:g}, EMA
 {tr.ema_decay}), all models of one width in one vmapped program
-(`repro_jax.model_zoo`, checkpoints in `{zoo.dir}/`, reused by the sampler
+(`repro_jax.networks.model_zoo`, checkpoints in `{zoo.dir}/`, reused by the sampler
 study); {train_note}; the run took {seconds:.0f} s.  Every model
 and the empirical denoiser ε* of its subset start from the same
 {config.num_noises} fixed noises (`noises.npy`, seed {config.noise_seed}) and

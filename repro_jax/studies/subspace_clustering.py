@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import clustering
+from repro_jax import plotting
+from repro_jax.lowrank import clustering
 from repro_jax import io
-from repro_jax import lowrank
-from repro_jax import molrg_grid
+from repro_jax.lowrank import model as lowrank
+from repro_jax.lowrank import molrg_grid
 from repro_jax.studies import common
 from repro_jax.studies.pca_equivalence import fit_boundary
 
@@ -226,9 +227,7 @@ def run(config, workdir) -> dict:
 
 
 def _figures(workdir, config, rows, summary, ns, rs, ri):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
   ks, dims = list(config.ks), list(config.dims)
   fig, axes = plt.subplots(len(ks), len(dims), figsize=(4.8 * len(dims) + 1, 3.8 * len(ks)),
                            squeeze=False, layout="constrained")

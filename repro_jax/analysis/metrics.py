@@ -1,0 +1,268 @@
+"""Reproducibility and generalization metrics (THEORY.md §5).
+
+Images are arrays `[B, ...]` scaled to `[−1, 1]`.  A *similarity* is a
+descriptor `f: [B, ...] -> [B, F]` (rows L2-normalized, so similarity is a dot
+product) together with the threshold above which two images count as "the
+same".  The paper uses SSCD copy-detection features with threshold 0.6; those
+weights cannot be downloaded here, so the default descriptor is the pixel
+normalized cross-correlation (`"ncc"`), whose threshold is calibrated on real
+data by `calibrate` (similarities of distinct training images vs an image and
+a slightly perturbed copy of itself).  Any user descriptor plugs in through
+`Similarity(name, fn, threshold)`.
+
+All reductions over a training set are chunked (`O(B · chunk)` memory) and the
+pairwise metrics over M models are vmapped (`rp_matrix`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from repro_jax import validation
+from repro_jax.closed_form import streaming
+
+Descriptor = Callable[[jax.Array], jax.Array]
+
+
+def _flat(x):
+  return x.reshape(x.shape[0], -1)
+
+
+def _normalize(f, eps=1e-8):
+  return f / jnp.maximum(jnp.linalg.norm(f, axis=-1, keepdims=True), eps)
+
+
+def ncc_descriptor(x):
+  """Normalized cross-correlation features: per-image mean removed, unit norm."""
+  f = _flat(x)
+  return _normalize(f - jnp.mean(f, axis=1, keepdims=True))
+
+
+def cosine_descriptor(x):
+  """Raw pixels, unit norm (cosine similarity in pixel space)."""
+  return _normalize(_flat(x))
+
+
+def pooled_ncc_descriptor(x, factor: int = 2):
+  """NCC after `factor`×`factor` average pooling (less sensitive to 1-px jitter).
+
+  `x` `[B, H, W, C]` (or `[B, H, W]`); H, W divisible by `factor`.
+  """
+  if x.ndim == 3:
+    x = x[..., None]
+  b, h, w, c = x.shape
+  pooled = x.reshape(b, h // factor, factor, w // factor, factor, c).mean((2, 4))
+  return ncc_descriptor(pooled)
+
+
+DESCRIPTORS: dict[str, Descriptor] = {
+    "ncc": ncc_descriptor,
+    "cosine": cosine_descriptor,
+    "pooled_ncc": pooled_ncc_descriptor,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Similarity:
+  """A descriptor and its decision threshold (`sim > threshold` ⇒ same image)."""
+  name: str
+  descriptor: Descriptor
+  threshold: float
+
+  def features(self, x):
+    return _normalize(self.descriptor(jnp.asarray(x)))
+
+
+def get_similarity(name: str, threshold: float) -> Similarity:
+  """A registered descriptor with a threshold (typically from `calibrate`)."""
+  if name not in DESCRIPTORS:
+    raise validation.unknown_name("similarity", name, DESCRIPTORS)
+  if not -1.0 <= threshold <= 1.0:
+    raise ValueError(f"`threshold` must lie in [-1, 1] for a cosine similarity; got {threshold}.")
+  return Similarity(name, DESCRIPTORS[name], float(threshold))
+
+
+def _check_pair(x1, x2):
+  if np.shape(x1) != np.shape(x2):
+    raise ValueError(f"paired samples must have equal shapes; got {np.shape(x1)} and "
+                     f"{np.shape(x2)}.")
+
+
+# Paired metrics ---------------------------------------------------------------
+
+def paired_similarity(x1, x2, sim: Similarity):
+  """`sim(x1_b, x2_b)` for each pair, `[B]`."""
+  _check_pair(x1, x2)
+  return jnp.sum(sim.features(x1) * sim.features(x2), axis=-1)
+
+
+def rp_score(x1, x2, sim: Similarity):
+  """RP = P(sim(x1, x2) > threshold) over paired samples (same noise)."""
+  return jnp.mean(paired_similarity(x1, x2, sim) > sim.threshold)
+
+
+def to_pixels(x):
+  """`[−1, 1]` → `[0, 255]`."""
+  return (jnp.asarray(x) + 1.0) * 127.5
+
+
+def paired_mae(x1, x2):
+  """Mean absolute pixel difference on the `[0, 255]` scale, `[B]`."""
+  _check_pair(x1, x2)
+  return jnp.mean(jnp.abs(_flat(to_pixels(x1)) - _flat(to_pixels(x2))), axis=1)
+
+
+def mae_score(x1, x2, threshold: float = 15.0):
+  """MAE score = P(MAE(x1, x2) < threshold) on pixels in `[0, 255]`."""
+  return jnp.mean(paired_mae(x1, x2) < threshold)
+
+
+@functools.partial(jax.jit, static_argnames=("descriptor",))
+def _rp_matrix(feats, threshold, descriptor=None):
+  del descriptor
+  sims = jnp.einsum("mbf,nbf->mnb", feats, feats)
+  return jnp.mean(sims > threshold, axis=-1), jnp.mean(sims, axis=-1)
+
+
+def rp_matrix(samples, sim: Similarity):
+  """RP between every pair of M models fed the same noises.
+
+  Args:
+    samples: `[M, B, ...]`, row b of every model generated from noise b.
+
+  Returns:
+    `(rp [M, M], mean_similarity [M, M])`.
+  """
+  samples = jnp.asarray(samples)
+  feats = jax.vmap(sim.features)(samples)                    # [M, B, F]
+  return _rp_matrix(feats, sim.threshold)
+
+
+def mae_matrix(samples, threshold: float = 15.0):
+  """MAE score between every pair of M models, `[M, M]`."""
+  px = jax.vmap(lambda s: _flat(to_pixels(s)))(jnp.asarray(samples))   # [M, B, P]
+  mae = jnp.mean(jnp.abs(px[:, None] - px[None]), axis=-1)             # [M, M, B]
+  return jnp.mean(mae < threshold, axis=-1)
+
+
+# Against a training set ------------------------------------------------------
+
+class MaxSimilarity(NamedTuple):
+  value: jax.Array   # [B] max_i sim(x_b, y_i)
+  index: jax.Array   # [B] argmax_i
+
+
+def max_similarity(samples, train, sim: Similarity, *, chunk: int = 4096) -> MaxSimilarity:
+  """Most similar training image of each sample (chunked over the training set).
+
+  For unit-norm features `max_i ⟨f, g_i⟩ = 1 − ½ min_i ‖f − g_i‖²`, so the
+  exact chunked nearest-neighbour search of `repro_jax.closed_form.geometry` is reused.
+  """
+  f = sim.features(samples)
+  g = sim.features(train)
+  res = streaming.nearest(f, g, chunk=chunk)
+  return MaxSimilarity(1.0 - 0.5 * res.sq_dist, res.index)
+
+
+def gl_score(samples, train, sim: Similarity, **kwargs):
+  """GL = 1 − P(max_i sim(x, y_i) > threshold): 0 means every sample is a copy."""
+  return 1.0 - jnp.mean(max_similarity(samples, train, sim, **kwargs).value > sim.threshold)
+
+
+def rp_cond(x1c, x2c, sim: Similarity):
+  """RP between class-conditional samples of two models (same class, same noise).
+
+  `x1c`, `x2c`: `[C, B, ...]`.  Returns the RP over all classes and noises.
+  """
+  _check_pair(x1c, x2c)
+  c, b = np.shape(x1c)[:2]
+  return rp_score(jnp.reshape(x1c, (c * b,) + x1c.shape[2:]),
+                  jnp.reshape(x2c, (c * b,) + x2c.shape[2:]), sim)
+
+
+def rp_between(x1, x2c, sim: Similarity):
+  """RP_between = P(max_c sim(x1, x2^c) > threshold).
+
+  `x1` `[B, ...]` (e.g. unconditional), `x2c` `[C, B, ...]` (conditional on
+  each class c, same noise b).
+  """
+  f1 = sim.features(x1)
+  f2 = jax.vmap(sim.features)(jnp.asarray(x2c))               # [C, B, F]
+  best = jnp.max(jnp.einsum("bf,cbf->cb", f1, f2), axis=0)
+  return jnp.mean(best > sim.threshold)
+
+
+def l_generalize(samples, train, *, chunk: int = 4096):
+  """`E min_i ‖F(ε) − y_i‖` (Euclidean, on the flattened arrays)."""
+  res = streaming.nearest(_flat(jnp.asarray(samples)), _flat(jnp.asarray(train)), chunk=chunk)
+  return jnp.mean(jnp.sqrt(res.sq_dist))
+
+
+def nearest_train_distance_ratio(samples, train, *, chunk: int = 4096):
+  """`d1 / d2`: distance to the nearest over the second-nearest training point, `[B]`.
+
+  ≈ 0 for a copy of a training image, ≈ 1 for a sample between training points.
+  """
+  res = streaming.nearest_k(_flat(jnp.asarray(samples)), _flat(jnp.asarray(train)), 2,
+                             chunk=chunk)
+  d = jnp.sqrt(res.sq_dist)
+  return d[:, 0] / jnp.maximum(d[:, 1], 1e-30)
+
+
+# Calibration -------------------------------------------------------------------
+
+class Calibration(NamedTuple):
+  threshold: float
+  distinct: np.ndarray      # similarities between distinct training images
+  perturbed: np.ndarray     # similarities between an image and its perturbed copy
+  accuracy: float           # balanced accuracy of the threshold on the two sets
+
+
+def perturb(key, x, *, noise: float = 0.1, max_shift: int = 0):
+  """A slightly perturbed copy: Gaussian pixel noise (std `noise` on the [−1, 1]
+  scale) and, if `max_shift > 0`, a random circular shift of up to that many
+  pixels (too strong a change for 8×8 images, fine at 32×32)."""
+  k1, k2 = jax.random.split(key)
+  x = jnp.asarray(x)
+  if x.ndim >= 3 and max_shift > 0:
+    shifts = jax.random.randint(k2, (x.shape[0], 2), -max_shift, max_shift + 1)
+    x = jax.vmap(lambda img, s: jnp.roll(img, (s[0], s[1]), axis=(0, 1)))(x, shifts)
+  return jnp.clip(x + noise * jax.random.normal(k1, x.shape, x.dtype), -1.0, 1.0)
+
+
+def calibrate(key, images, descriptor: str = "ncc", *, num_pairs: int = 2000,
+              noise: float = 0.1, max_shift: int = 0) -> Calibration:
+  """Choose the threshold that best separates copies from distinct images.
+
+  Distinct pairs: random pairs of different training images.  Copies: an image
+  and `perturb(image)`.  The threshold maximizes the balanced accuracy (the
+  midpoint of the optimal interval).
+  """
+  images = jnp.asarray(images)
+  n = images.shape[0]
+  if n < 2:
+    raise ValueError("calibration needs at least 2 images.")
+  fn = DESCRIPTORS[descriptor] if descriptor in DESCRIPTORS else None
+  if fn is None:
+    raise validation.unknown_name("similarity", descriptor, DESCRIPTORS)
+  sim = Similarity(descriptor, fn, 0.0)
+  k1, k2, k3 = jax.random.split(key, 3)
+  i = jax.random.randint(k1, (num_pairs,), 0, n)
+  j = (i + jax.random.randint(k2, (num_pairs,), 1, n)) % n          # j ≠ i
+  distinct = np.asarray(paired_similarity(images[i], images[j], sim))
+  base = images[i]
+  perturbed = np.asarray(paired_similarity(base, perturb(k3, base, noise=noise,
+                                                         max_shift=max_shift), sim))
+  cands = np.unique(np.concatenate([distinct, perturbed]))
+  tpr = (perturbed[None, :] > cands[:, None]).mean(1)
+  tnr = (distinct[None, :] <= cands[:, None]).mean(1)
+  acc = 0.5 * (tpr + tnr)
+  best = np.flatnonzero(acc == acc.max())
+  lo, hi = cands[best[0]], cands[min(best[-1] + 1, len(cands) - 1)]
+  return Calibration(float(0.5 * (lo + hi)), distinct, perturbed, float(acc.max()))

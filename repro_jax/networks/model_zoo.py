@@ -1,0 +1,250 @@
+"""A grid of trained denoisers (dataset sizes × widths × seeds), trained once, reused.
+
+The reproducibility experiments compare many small models that differ only in
+their width, their seed and the number `N` of training images.  A *group* is
+every model of one width: `len(sizes) · len(seeds)` models trained in ONE
+vmapped program by `training.train_many` (subsets of different sizes are
+padded), ordered size-major:
+
+    models = [(N, seed) for N in sizes for seed in seeds]        # [M]
+
+Every model of one `N` (all widths, all seeds) sees the same images: the
+subsets are `data.subset_indices(subset_seed, n_total, N)`, nested because
+they are prefixes of one permutation.  A group lives in
+`<zoo_dir>/<name>-<hash>/` (orbax checkpoints of the stacked train states, the
+subsets, `zoo_info.json`); the hash covers everything that defines the models,
+so a changed config trains a new group instead of resuming a different one,
+and a finished group is restored instead of retrained (`ensure_group`).
+
+Sampling: `stacked_denoiser` turns the stacked parameters `[M, P]` into one
+canonical denoiser over a batch `[M · B, ...]` (model-major), so one sampler
+call runs every model of a group on the same noises (`sample_models`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import time
+from typing import Callable, NamedTuple, Sequence
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from repro_jax import data as data_lib
+from repro_jax import io
+from repro_jax import samplers
+from repro_jax import settings as settings_lib
+from repro_jax.networks import training
+from repro_jax.networks.training import step as step_lib
+from repro_jax.networks.training.settings import TrainSettings
+INFO_FILE = "zoo_info.json"
+
+
+class Group(NamedTuple):
+  """Every model of one architecture/width, stacked along a leading axis `M`."""
+  name: str                      # e.g. "mlp128"
+  trainer: step_lib.Trainer      # static pieces (graph, layout, parameterization)
+  params: jax.Array              # [M, P] EMA parameters
+  sizes: np.ndarray              # [M] N of each model
+  seeds: np.ndarray              # [M] init/noise seed of each model
+  workdir: str
+  info: dict                     # train seconds, steps, final losses
+  denoise: Callable              # `stacked_denoiser(trainer, params)`, built once so
+                                 # that every sampler call reuses its compilation
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ZooSettings:
+  """A grid of trained models: one group per width, `sizes × seeds` models each.
+
+  Attributes:
+    dir: parent directory of the groups (outside results/, e.g. `workdirs/`).
+    model: `"mlp"` (width = `model.hidden`) or `"unet"` (width = `model.width`).
+    widths, sizes, seeds: the grid; `sizes` are the training-set sizes N.
+    subset_seed: one nested subset per N, shared by every model.
+    train: the complete training settings of every group (data included); the
+      model name and width come from `model` and `widths`.
+  """
+  dir: str = "workdirs/repro_zoo"
+  model: str = "mlp"
+  widths: tuple[int, ...] = (128, 256)
+  sizes: tuple[int, ...] = (16, 64, 256, 1024, 1797)
+  seeds: tuple[int, ...] = (0, 1)
+  subset_seed: int = 0
+  train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
+
+  def __post_init__(self):
+    if self.model not in ("mlp", "unet"):
+      raise ValueError(f"zoo.model must be 'mlp' or 'unet'; got {self.model!r}.")
+    for name in ("widths", "sizes", "seeds"):
+      if not getattr(self, name):
+        raise ValueError(f"zoo.{name} must not be empty.")
+    if min(self.sizes) < 1 or min(self.widths) < 1:
+      raise ValueError("zoo.sizes and zoo.widths must be >= 1.")
+
+
+def train_config(zoo: ZooSettings, width: int, *, overrides=None) -> TrainSettings:
+  """The training settings of one group: `zoo.train` with the group's model,
+  width and every row available (the subsets are passed explicitly).
+
+  Args:
+    zoo: the grid.
+    width: `model.hidden` of an MLP or `model.width` of a U-Net.
+    overrides: extra nested changes (e.g. another parameterization).
+  """
+  size_field = "hidden" if zoo.model == "mlp" else "width"
+  cfg = settings_lib.override(zoo.train, {"model": {"name": zoo.model, size_field: int(width)}},
+                              where="zoo.train")
+  if overrides:
+    cfg = settings_lib.override(cfg, overrides, where="zoo.train")
+  return settings_lib.override(cfg, {"data": {"num_train": -1}}, where="zoo.train")
+
+
+def nested_subsets(n_total: int, sizes: Sequence[int], seed: int) -> dict[int, np.ndarray]:
+  """One training subset per size, `{N: int32 [N]}` (prefixes of one permutation)."""
+  return {int(n): data_lib.subset_indices(int(seed), int(n_total), int(n)) for n in sizes}
+
+
+def model_grid(sizes: Sequence[int], seeds: Sequence[int]):
+  """`(sizes [M], seeds [M])` in the group's size-major order."""
+  s = np.array([n for n in sizes for _ in seeds], np.int64)
+  k = np.array([sd for _ in sizes for sd in seeds], np.int64)
+  return s, k
+
+
+def group_hash(cfg, sizes, seeds, subsets: dict) -> str:
+  h = hashlib.sha256()
+  h.update(settings_lib.to_json(cfg).encode())
+  h.update(json.dumps([list(map(int, sizes)), list(map(int, seeds))]).encode())
+  for n in sizes:
+    h.update(np.asarray(subsets[int(n)], np.int32).tobytes())
+  return h.hexdigest()[:10]
+
+
+def ensure_group(cfg, zoo_dir, name: str, *, sizes: Sequence[int], seeds: Sequence[int],
+                 subsets: dict, data_shape: Sequence[int]) -> Group:
+  """Train the group (or finish / restore it from its checkpoints).
+
+  Args:
+    cfg: training config of the group (`train_config`).
+    zoo_dir: parent directory of the groups (outside results/).
+    name: label, e.g. "mlp128".
+    sizes, seeds: the grid; model `(N, seed)` trains on `subsets[N]`.
+    subsets: `{N: int32 [N]}` row indices into the dataset.
+    data_shape: shape of one data point, e.g. `(8, 8, 1)`.
+  """
+  sizes, seeds = [int(n) for n in sizes], [int(s) for s in seeds]
+  workdir = pathlib.Path(zoo_dir) / f"{name}-{group_hash(cfg, sizes, seeds, subsets)}"
+  m_sizes, m_seeds = model_grid(sizes, seeds)
+  # Distinct init keys across sizes too: fold the size into the seed.
+  init_seeds = [int(sd) * 1_000_003 + int(n) for n, sd in zip(m_sizes, m_seeds)]
+  info_path = workdir / INFO_FILE
+  t0 = time.time()
+  states, history = training.train_many(
+      cfg, str(workdir), seeds=init_seeds, subsets=[subsets[int(n)] for n in m_sizes])
+  if history:   # trained (at least partly) in this call
+    info = io.load_json(info_path) if info_path.exists() else {"train_seconds": 0.0}
+    info["train_seconds"] = float(info.get("train_seconds", 0.0)) + time.time() - t0
+    info.update(name=name, num_steps=int(cfg.train.num_steps),
+                final_loss_per_model=history[-1].get("loss_per_model"),
+                steps_per_sec=history[-1]["steps_per_sec"],
+                sizes=m_sizes.tolist(), seeds=m_seeds.tolist())
+    io.save_json(info_path, info)
+    logging.info("zoo: trained %s (%d models) in %.0fs", name, len(m_sizes),
+                 info["train_seconds"])
+  else:
+    info = io.load_json(info_path) if info_path.exists() else {}
+    logging.info("zoo: restored %s (%d models) from %s", name, len(m_sizes), workdir)
+  trainer = training.make_trainer(cfg, tuple(data_shape))
+  params = jnp.asarray(states.ema)
+  return Group(name, trainer, params, m_sizes, m_seeds, str(workdir), info,
+               stacked_denoiser(trainer, params))
+
+
+# Denoisers -----------------------------------------------------------------------
+
+def model_denoiser(trainer: step_lib.Trainer, params):
+  """Canonical `denoise(x [B, ...], σ [B]) -> x0` of ONE model, `params [P]`."""
+  return trainer.param.denoiser(step_lib.net_fn(trainer, params))
+
+
+def stacked_denoiser(trainer: step_lib.Trainer, params):
+  """One canonical denoiser for M models, `params [M, P]`.
+
+  The batch is model-major: rows `[m·B, (m+1)·B)` of `x [M·B, ...]` go
+  through model m.  The wrap (preconditioning, Tweedie) is per row, so it is
+  applied outside the vmap.
+  """
+  m = params.shape[0]
+
+  def net(x, c):
+    xs = x.reshape((m, -1) + x.shape[1:])
+    cs = c.reshape(m, -1)
+    out = jax.vmap(lambda p, xx, cc: step_lib.net_fn(trainer, p)(xx, cc))(params, xs, cs)
+    return out.reshape(x.shape)
+
+  return trainer.param.denoiser(net)
+
+
+def sample_models(denoise, num_models: int, noise, sigmas, *, sampler: str = "heun",
+                  chunk: int = 256, key=None, **options) -> np.ndarray:
+  """Run `num_models` stacked models (or one denoiser, `num_models=1`) on the same noises.
+
+  Args:
+    denoise: `stacked_denoiser` (batch `[M·b, ...]`, model-major) or any
+      canonical denoiser when `num_models = 1`.
+    noise: `z [B, ...]`, shared by every model.
+    sigmas: σ grid `[T+1]`.
+    chunk: noises per sampler call (the last chunk is padded, so every call
+      has the same shape and the compiled sampler is reused).
+
+  Returns:
+    float32 `[M, B, ...]`.
+  """
+  noise = np.asarray(noise, np.float32)
+  b = noise.shape[0]
+  chunk = int(min(chunk, b))
+  out = []
+  for start in range(0, b, chunk):
+    z = noise[start:start + chunk]
+    pad = chunk - z.shape[0]
+    if pad:
+      z = np.concatenate([z, np.zeros((pad,) + z.shape[1:], z.dtype)])
+    zz = jnp.broadcast_to(jnp.asarray(z)[None], (num_models,) + z.shape)
+    res = samplers.sample(denoise, zz.reshape((num_models * chunk,) + z.shape[1:]),
+                          sigmas, sampler=sampler, key=key, **options)
+    x = np.asarray(res.samples).reshape((num_models, chunk) + z.shape[1:])
+    out.append(x[:, :chunk - pad])
+  return np.concatenate(out, axis=1)
+
+
+def ensure_zoo(zoo, dataset, *, widths: Sequence[int] | None = None,
+               seeds: Sequence[int] | None = None, overrides=None,
+               suffix: str = "", progress=None) -> list[Group]:
+  """Every group of a study's `zoo` block, trained if missing, in width order.
+
+  Args:
+    zoo: `dir`, `model`, `widths`, `sizes`, `seeds`, `subset_seed`, `data`,
+      `train_variant`, `train` (see configs/reproducibility_regimes.py).
+    dataset: the loaded `data.Dataset` (for its size and data shape).
+    widths, seeds: override the zoo's (e.g. one width, one seed).
+    overrides: nested training-config overrides (e.g. another parameterization).
+    suffix: appended to the group names (e.g. "_vp").
+    progress: optional `common.Progress`, stepped once per group.
+  """
+  subsets = nested_subsets(len(dataset), zoo.sizes, zoo.subset_seed)
+  groups = []
+  for w in (zoo.widths if widths is None else widths):
+    cfg = train_config(zoo, w, overrides=overrides)
+    groups.append(ensure_group(
+        cfg, zoo.dir, f"{zoo.model}{int(w)}{suffix}", sizes=zoo.sizes,
+        seeds=zoo.seeds if seeds is None else seeds, subsets=subsets,
+        data_shape=dataset.data_shape))
+    if progress is not None:
+      progress.step(groups[-1].name)
+  return groups

@@ -1,0 +1,161 @@
+"""Training parameterizations: what the network predicts, its loss, its wrap.
+
+A network is any `net(x_in [B, ...], c [B]) -> [B, ...]` (labels and dropout
+closed over).  A `Parameterization` gives
+
+(a) the noise-level distribution and the per-example training loss
+    `loss(net, x0 [B, ...], key) -> [B]`, and
+(b) the canonical sampler interface `denoiser(net) -> denoise(x, σ) -> x0`
+    (VE coordinates, `repro_jax.diffusion.denoiser_fn`).
+
+Kinds (THEORY.md §0 kernel `x_t = s_t (x0 + σ_t ε)`):
+
+- `eps`: `x_t` from a schedule (VP, DDPM, VE, ...), `t ~ U[t_min, t_max]`
+  (uniform integers for discrete schedules; drawn as `Φ(z)`, z standard normal); the net predicts ε, loss `‖F − ε‖²`.
+- `x0`: same kernel; the net predicts x0, loss `‖F − x0‖²`.
+- `edm` (Karras et al. 2022): `s = 1`, `log σ ~ N(P_mean, P_std²)`;
+  `D = c_skip x + c_out F(c_in x, c_noise)` with `c_skip = σd²/(σ²+σd²)`,
+  `c_out = σ σd/√(σ²+σd²)`, `c_in = 1/√(σ²+σd²)`, `c_noise = ¼ log σ`; the
+  weighted loss `λ(σ)‖D − x0‖²`, `λ = 1/c_out²`, equals `‖F − (x0 − c_skip x)/c_out‖²`.
+
+Conditioning `c` for eps/x0: `time_input="t"` → `1000 (t − t_min)/(t_max − t_min)`
+(suits the sinusoidal embedding); `"log_sigma"` → `¼ log σ` (suits Fourier).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from repro_jax import validation
+from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import schedules as schedules_lib
+
+PARAMETERIZATIONS = ("eps", "x0", "edm")
+TIME_INPUTS = ("t", "log_sigma")
+Net = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+def _bc(c, x):
+  return c.reshape(c.shape + (1,) * (x.ndim - c.ndim)).astype(x.dtype)
+
+
+def _per_example_mse(a, b):
+  return jnp.mean(jnp.square(a - b).reshape(a.shape[0], -1), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameterization:
+  """One of `eps`, `x0`, `edm` (frozen: a static argument of jitted code).
+
+  Attributes:
+    kind: `"eps"`, `"x0"` or `"edm"`.
+    schedule: the kernel for eps/x0 (ignored by edm, which is VE with s = 1).
+    time_input: conditioning of eps/x0 nets, `"t"` or `"log_sigma"`.
+    sigma_data: EDM's σ_data.
+    p_mean, p_std: EDM's log-normal σ distribution.
+  """
+
+  kind: str = "eps"
+  schedule: schedules_lib.Schedule = dataclasses.field(default_factory=schedules_lib.VP)
+  time_input: str = "t"
+  sigma_data: float = 0.5
+  p_mean: float = -1.2
+  p_std: float = 1.2
+
+  def __post_init__(self):
+    if self.kind not in PARAMETERIZATIONS:
+      raise validation.unknown_name("parameterization", self.kind, PARAMETERIZATIONS)
+    if self.time_input not in TIME_INPUTS:
+      raise validation.unknown_name("time_input", self.time_input, TIME_INPUTS)
+    if self.sigma_data <= 0 or self.p_std <= 0:
+      raise ValueError("sigma_data and p_std must be > 0.")
+
+  # (a) training ---------------------------------------------------------------
+  def sample_time(self, level):
+    """Training noise levels from standard normals `level [B]`: `(t, σ, s)`, each `[B]`.
+
+    edm: `σ = exp(P_mean + P_std·level)` (t = σ, s = 1); eps/x0:
+    `u = Φ(level)` is uniform, `t = t_min + u (t_max − t_min)` (integers
+    `⌊u T⌋` for discrete schedules).
+    """
+    if self.kind == "edm":
+      sigma = jnp.exp(self.p_mean + self.p_std * level)
+      return sigma, sigma, jnp.ones_like(sigma)
+    sch = self.schedule
+    u = jax.scipy.special.ndtr(level)
+    if sch.discrete:
+      n = int(sch.t_max - sch.t_min) + 1
+      t = sch.t_min + jnp.minimum(jnp.floor(u * n), n - 1)
+    else:
+      t = sch.t_min + u * (sch.t_max - sch.t_min)
+    return t, sch.sigma(t), sch.scale(t)
+
+  def net_input_time(self, t, sigma):
+    """The network's conditioning scalar `c [B]`."""
+    if self.kind == "edm" or self.time_input == "log_sigma":
+      return 0.25 * jnp.log(sigma)
+    return self._rescaled_time(t)
+
+  def _rescaled_time(self, t):
+    """`t ∈ [t_min, t_max]` → `[0, 1000]`, the range of the sinusoidal embedding."""
+    sch = self.schedule
+    return 1000.0 * (t - sch.t_min) / (sch.t_max - sch.t_min)
+
+  def edm_coeffs(self, sigma):
+    """`(c_skip, c_out, c_in)` for σ `[B]`."""
+    sd2 = self.sigma_data**2
+    denom = jnp.sqrt(jnp.square(sigma) + sd2)
+    return sd2 / (jnp.square(sigma) + sd2), sigma * self.sigma_data / denom, 1.0 / denom
+
+  def loss(self, net: Net, x0, key):
+    """Per-example loss `[B]` for a clean batch `x0 [B, ...]` (one RNG draw)."""
+    d = x0[0].size
+    z = jax.random.normal(key, (x0.shape[0], d + 1), x0.dtype)
+    return self.loss_given_noise(net, x0, z[:, :d].reshape(x0.shape), z[:, d])
+
+  def loss_given_noise(self, net: Net, x0, eps, level):
+    """Per-example loss `[B]` given the noise `eps [B, ...]` and normals `level [B]`.
+
+    Taking the draws as inputs lets a train step make one RNG call per step.
+    """
+    t, sigma, scale = self.sample_time(level)
+    c = self.net_input_time(t, sigma)
+    if self.kind == "edm":
+      c_skip, c_out, c_in = self.edm_coeffs(sigma)
+      x = x0 + _bc(sigma, x0) * eps
+      target = (x0 - _bc(c_skip, x0) * x) / _bc(c_out, x0)
+      return _per_example_mse(net(_bc(c_in, x0) * x, c), target)
+    x_t = _bc(scale, x0) * (x0 + _bc(sigma, x0) * eps)
+    target = eps if self.kind == "eps" else x0
+    return _per_example_mse(net(x_t, c), target)
+
+  # (b) sampling ---------------------------------------------------------------
+  def denoiser(self, net: Net) -> denoiser_fn.DenoiserFn:
+    """Canonical `denoise(x [B, ...], σ [B]) -> x0` (VE coordinates)."""
+    if self.kind == "edm":
+      def edm_fn(x, sigma):
+        c_skip, c_out, c_in = self.edm_coeffs(sigma)
+        f = net(_bc(c_in, x) * x, 0.25 * jnp.log(sigma))
+        return _bc(c_skip, x) * x + _bc(c_out, x) * f
+      return denoiser_fn.from_model(edm_fn, schedules_lib.EDM(), "x0",
+                                    time_input="sigma")
+    if self.time_input == "log_sigma":
+      fn = lambda x_t, log_sigma: net(x_t, 0.25 * log_sigma)
+      time_input = "log_sigma"
+    else:
+      fn = lambda x_t, t: net(x_t, self._rescaled_time(t))
+      time_input = "t"
+    return denoiser_fn.from_model(fn, self.schedule, self.kind, time_input=time_input)
+
+
+def get_parameterization(kind: str, schedule: str = "vp", *, schedule_options=None,
+                         **kwargs) -> Parameterization:
+  """Build a parameterization by name, its schedule by registry name."""
+  if kind not in PARAMETERIZATIONS:
+    raise validation.unknown_name("parameterization", kind, PARAMETERIZATIONS)
+  sch = schedules_lib.get_schedule(schedule, **dict(schedule_options or {}))
+  return Parameterization(kind=kind, schedule=sch, **kwargs)

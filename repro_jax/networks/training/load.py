@@ -1,0 +1,75 @@
+"""Load a trained network from a workdir as a canonical sampler denoiser."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from repro_jax import settings as settings_lib
+from repro_jax.networks.training import checkpoint
+from repro_jax.networks.training import step as step_lib
+from repro_jax.networks.training.settings import TrainSettings
+
+
+def load_denoiser(workdir: str, *, use_ema: bool = True, step: int | None = None,
+                  model_index: int | None = None, labels=None):
+  """The canonical `denoise(x, σ) -> x0` of a checkpointed model, and its metadata.
+
+  Args:
+    workdir: a directory written by `train` / `train_many`.
+    use_ema: use the EMA parameters (default) instead of the raw ones.
+    step: checkpoint step (default: the latest).
+    model_index: which model of a `train_many` run (required there).
+    labels: class labels `[B]` (or a scalar) for class-conditional models;
+      None / −1 = unconditional.
+
+  Returns:
+    `(denoise, meta)`: `denoise(x [B, *data_shape], sigma [B]) -> x0` in VE
+    coordinates (`repro_jax.diffusion.denoiser_fn`), and a dict with `config`
+    (`TrainSettings`), `data_shape`, `step`, `indices` (the training rows),
+    `num_models`, `seeds`, `parameterization`.
+  """
+  if not os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
+    raise FileNotFoundError(f"no checkpoints under {workdir!r} (expected "
+                            f"{checkpoint.CHECKPOINT_DIR}/ written by train).")
+  mngr = checkpoint.manager(workdir)
+  try:
+    restored = checkpoint.restore_meta(mngr, step)
+    if restored is None:
+      raise FileNotFoundError(f"no checkpoint in {workdir}/{checkpoint.CHECKPOINT_DIR}.")
+    step, meta, data = restored
+    cfg = settings_lib.parse(TrainSettings, meta["config"])
+    num_models, stacked = int(meta["num_models"]), bool(meta.get("stacked", False))
+    if stacked and model_index is None:
+      raise ValueError(f"{workdir} holds {num_models} models: pass model_index.")
+    trainer = step_lib.make_trainer(cfg, tuple(meta["data_shape"]))
+    seeds = meta.get("seeds", [0])
+    init = lambda k: step_lib.init_state(trainer, k)
+    if stacked:
+      keys = jnp.stack([jax.random.key(0)] * num_models)
+      abstract = jax.eval_shape(jax.vmap(init), keys)
+    else:
+      abstract = jax.eval_shape(init, jax.random.key(0))
+    state = checkpoint.restore_state(mngr, step, abstract)
+  finally:
+    mngr.close()
+  params = state.ema if use_ema else state.params
+  indices = data["indices"]
+  if stacked:
+    if not 0 <= model_index < num_models:
+      raise ValueError(f"model_index={model_index} not in [0, {num_models}).")
+    params = params[model_index]
+    indices = indices[model_index, :int(data["count"][model_index])]
+  lab = None if labels is None else jnp.asarray(labels, jnp.int32)
+
+  def net(x, c):
+    batch_labels = None if lab is None else jnp.broadcast_to(lab, x.shape[:1])
+    return step_lib.net_fn(trainer, params, batch_labels)(x, c)
+
+  info = {"config": cfg, "data_shape": tuple(meta["data_shape"]), "step": int(step),
+          "indices": np.asarray(indices), "num_models": num_models, "seeds": seeds,
+          "parameterization": trainer.param}
+  return trainer.param.denoiser(net), info

@@ -1,0 +1,198 @@
+"""The training loop: data, mesh, checkpoints, metrics and logging around the step.
+
+`train(cfg, workdir)` runs one model data-parallel over a 1-D mesh; it
+resumes from the latest checkpoint in `workdir` and then continues bit-for-bit
+as an uninterrupted run would (same chunk boundaries, keys from
+`fold_in(key, step)`).  Between log points the steps run inside one jitted
+`lax.scan` (or, for the U-Net on a CPU, a loop over one jitted step: see
+`config.step_loop`); between chunks the loop logs loss, steps/s and ETA,
+appends a JSON line to `workdir/metrics.jsonl` and saves a checkpoint every
+`checkpoint_every` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from repro_jax import data as data_lib
+from repro_jax import io
+from repro_jax import sharding as sharding_lib
+from repro_jax.networks.training import checkpoint
+from repro_jax.networks.training import config as config_lib
+from repro_jax.networks.training import step as step_lib
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+
+
+def _is_lead() -> bool:
+  return jax.process_index() == 0
+
+
+def write_config(workdir: str, cfg) -> None:
+  """`workdir/config.json`, written atomically by process 0."""
+  if not _is_lead():
+    return
+  io.write_text(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(cfg))
+
+
+def _fmt_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
+             log_every: int, checkpoint_every: int, batch_size: int,
+             save_fn: Callable | None = None, metrics_path: str | None = None):
+  """Run chunks of `log_every` steps (aligned to multiples of it) up to `num_steps`.
+
+  Args:
+    chunk: jitted `(state, data, n) -> (state, {'loss': [n] or [n, M], ...})`.
+    save_fn: `save_fn(step, state)`, called every `checkpoint_every` steps and at
+      the end.
+    metrics_path: JSON-lines file to append one record per chunk to.
+
+  Returns:
+    `(state, history)` with one dict per chunk.
+  """
+  history, step, t_begin, first = [], int(start), time.time(), True
+  writer = open(metrics_path, "a") if metrics_path and _is_lead() else None
+  try:
+    while step < num_steps:
+      n = min(log_every - step % log_every, num_steps - step)
+      t0 = time.time()
+      state, metrics = chunk(state, data, n)
+      losses = np.asarray(metrics["loss"], np.float64)  # waits for the chunk
+      dt = max(time.time() - t0, 1e-9)
+      step += n
+      rate = n / dt
+      record = {"step": step, "loss": float(losses.mean()),
+                "loss_last": float(losses[-1].mean()),
+                "grad_norm": float(np.mean(metrics["grad_norm"])),
+                "steps_per_sec": rate, "images_per_sec": rate * batch_size,
+                "elapsed_sec": time.time() - t_begin,
+                "eta_sec": (num_steps - step) / rate,
+                "includes_compile": first}
+      first = False
+      if losses.ndim == 2:
+        record["loss_per_model"] = losses.mean(axis=0).tolist()
+      history.append(record)
+      if writer is not None:
+        writer.write(json.dumps(record) + "\n")
+        writer.flush()
+      logging.info("step %d/%d  loss %.5f  %.1f steps/s  %.0f img/s  ETA %s", step,
+                   num_steps, record["loss"], rate, rate * batch_size,
+                   _fmt_eta(record["eta_sec"]))
+      if save_fn is not None and (step % checkpoint_every == 0 or step == num_steps):
+        save_fn(step, state)
+  finally:
+    if writer is not None:
+      writer.close()
+  return state, history
+
+
+def data_arrays(dataset: data_lib.Dataset, indices, count, sharding=None):
+  put = (lambda a: jax.device_put(a, sharding)) if sharding is not None else jnp.asarray
+  labels = None if dataset.labels is None else put(dataset.labels)
+  return step_lib.DataArrays(put(dataset.x), labels, put(np.asarray(indices, np.int32)),
+                             put(np.asarray(count, np.int32)))
+
+
+def run_meta(cfg, dataset, seeds, *, stacked: bool) -> dict:
+  """Checkpoint metadata; `stacked`: states carry a leading model axis (train_many)."""
+  return {"config": json.loads(config_lib.to_json(cfg)),
+          "data_shape": list(dataset.data_shape), "num_models": len(seeds),
+          "stacked": bool(stacked), "seeds": [int(s) for s in seeds]}
+
+
+def check_same_run(saved_config: dict, cfg, workdir: str) -> None:
+  """A resumed run must keep the data, model and diffusion settings of the saved one."""
+  current = json.loads(config_lib.to_json(cfg))
+  for section in ("data", "model", "diffusion"):
+    if saved_config.get(section) != current[section]:
+      raise ValueError(f"{workdir} holds a run with a different config.{section} "
+                       f"({saved_config.get(section)} vs {current[section]}); resume "
+                       "with the same settings or use a new workdir.")
+
+
+def prepare(cfg, num_devices: int):
+  """Load the full dataset of a checked config and validate the two together."""
+  dataset = data_lib.load_dataset(cfg.data)
+  config_lib.check_against_data(cfg, dataset, num_devices)
+  return dataset
+
+
+def _start(cfg, workdir, mngr, trainer, dataset, sharding):
+  """`(state, step, indices)`: fresh, or restored from the latest checkpoint."""
+  init = lambda k: step_lib.init_state(trainer, k)
+  key = jax.random.key(int(cfg.seed))
+  restored = checkpoint.restore_meta(mngr)
+  if restored is None:
+    indices = data_lib.subset_indices(int(cfg.data.subset_seed), len(dataset),
+                                      int(cfg.data.num_train))
+    state, start = jax.device_put(init(key), sharding), 0
+  else:
+    start, saved_meta, saved = restored
+    check_same_run(saved_meta["config"], cfg, workdir)
+    indices = saved["indices"]
+    if indices.max(initial=0) >= len(dataset):
+      raise ValueError(f"checkpoint indices reach {int(indices.max())} but the dataset "
+                       f"has {len(dataset)} rows: was it trained on other data?")
+    state = checkpoint.restore_state(mngr, start, jax.eval_shape(init, key), sharding)
+    logging.info("Resumed from step %d in %s", start, workdir)
+  if _is_lead():
+    data_lib.save_indices(workdir, indices)
+  return state, start, indices
+
+
+def train(cfg, workdir: str, *, mesh=None):
+  """Train one model as configured, resuming from `workdir` if it holds checkpoints.
+
+  Args:
+    cfg: a config from `configs/train.py` (ConfigDict).
+    workdir: output directory (config.json, data_indices.npy, metrics.jsonl,
+      checkpoints/).
+    mesh: 1-D mesh with axis "data"; default `cfg.train.num_devices` devices.
+
+  Returns:
+    `(state, history)`: the final `TrainState` and the per-chunk metrics.
+  """
+  config_lib.check_config(cfg)
+  if mesh is None:
+    mesh = sharding_lib.make_mesh(config_lib.num_devices(cfg, jax.device_count()))
+  dataset = prepare(cfg, mesh.size)
+  replicated = NamedSharding(mesh, P())
+  trainer = step_lib.make_trainer(cfg, dataset.data_shape,
+                                  NamedSharding(mesh, P(sharding_lib.DATA_AXIS)))
+  mngr = checkpoint.manager(workdir, cfg.train.keep_checkpoints)
+  try:
+    state, start, indices = _start(cfg, workdir, mngr, trainer, dataset, replicated)
+    write_config(workdir, cfg)
+    data = data_arrays(dataset, indices, len(indices), replicated)
+    meta = run_meta(cfg, dataset, [cfg.seed], stacked=False)
+    chunk = step_lib.jit_chunk(trainer, state_sharding=replicated,
+                               loop=config_lib.step_loop(cfg))
+    logging.info("Training %s on %s (N = %d, shape %s) for %d steps on %d device(s).",
+                 cfg.model.name, cfg.data.name, len(indices), dataset.data_shape,
+                 cfg.train.num_steps, mesh.size)
+    state, history = run_loop(
+        chunk, state, data, start=start, num_steps=int(cfg.train.num_steps),
+        log_every=int(cfg.train.log_every),
+        checkpoint_every=int(cfg.train.checkpoint_every),
+        batch_size=int(cfg.train.batch_size),
+        save_fn=lambda step, st: checkpoint.save(mngr, step, st, indices, len(indices),
+                                                 meta),
+        metrics_path=os.path.join(workdir, METRICS_FILE))
+  finally:
+    mngr.wait_until_finished()
+    mngr.close()
+  return state, history

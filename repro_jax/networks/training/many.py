@@ -1,0 +1,122 @@
+"""Many small models in one vmapped program (seeds × data subsets).
+
+`train_many` stacks M train states along a leading axis and vmaps the pure
+step over it inside one `lax.scan`: every model has its own initialization and
+noise (its seed) and draws its batches from its own row subset of the dataset
+(`indices [M, N_max]`, `count [M]`: subsets of different sizes are padded and
+each model samples from its first `count` entries).  The architecture and the
+hyperparameters are shared.
+
+Measured on a 2-core CPU (benchmarks/bench_training.py): 8 small MLPs train
+1.6× faster vmapped than one after another, but 8 small U-Nets train slower
+(0.6×): XLA:CPU runs the batched (grouped) convolutions poorly.  On a GPU the
+vmapped program is the one to use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from repro_jax import data as data_lib
+from repro_jax.networks.training import checkpoint
+from repro_jax.networks.training import config as config_lib
+from repro_jax.networks.training import loop
+from repro_jax.networks.training import step as step_lib
+
+
+def stack_subsets(subsets: Sequence[np.ndarray]):
+  """Pad index arrays of possibly different sizes: `(indices [M, N_max], count [M])`."""
+  counts = np.array([len(s) for s in subsets], np.int32)
+  if counts.min(initial=1) < 1:
+    raise ValueError("every subset needs at least one index.")
+  out = np.zeros((len(subsets), counts.max()), np.int32)
+  for i, s in enumerate(subsets):
+    out[i, :len(s)] = s
+    out[i, len(s):] = s[0]  # never sampled (rows are drawn below `count`)
+  return out, counts
+
+
+def model_subsets(cfg, n_total: int, num_models: int, subset_seeds=None, subsets=None):
+  """Per-model index arrays: explicit `subsets`, one per `subset_seeds`, or the config's."""
+  if subsets is not None and subset_seeds is not None:
+    raise ValueError("give either `subsets` or `subset_seeds`, not both.")
+  if subsets is not None:
+    subsets = [np.asarray(s, np.int32) for s in subsets]
+    for s in subsets:
+      if s.ndim != 1 or (s.size and (s.min() < 0 or s.max() >= n_total)):
+        raise ValueError(f"subset indices must be 1-D in [0, {n_total}); got shape "
+                         f"{s.shape}.")
+  else:
+    seeds = subset_seeds if subset_seeds is not None else [cfg.data.subset_seed] * num_models
+    subsets = [data_lib.subset_indices(int(s), n_total, int(cfg.data.num_train))
+               for s in seeds]
+  if len(subsets) != num_models:
+    raise ValueError(f"{len(subsets)} subsets for {num_models} models (one per seed).")
+  return subsets
+
+
+def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1),
+               subset_seeds: Sequence[int] | None = None,
+               subsets: Sequence[np.ndarray] | None = None):
+  """Train `M = len(seeds)` models of one architecture at once, on one device.
+
+  Args:
+    cfg: training config (`configs/train.py`); `cfg.train.num_devices` is ignored.
+    workdir: optional output directory (metrics, stacked checkpoints, resume).
+    seeds: one init/noise seed per model.
+    subset_seeds: optional, one data-subset seed per model (N = cfg.data.num_train).
+    subsets: optional explicit index arrays per model (sizes may differ).
+
+  Returns:
+    `(states, history)`: `TrainState` with leading axis M, per-chunk metrics
+    (`loss_per_model` lists the M losses).
+  """
+  config_lib.check_config(cfg)
+  dataset = loop.prepare(cfg, 1)
+  m = len(seeds)
+  if m < 1:
+    raise ValueError("train_many needs at least one seed.")
+  indices, counts = stack_subsets(model_subsets(cfg, len(dataset), m, subset_seeds,
+                                                subsets))
+  trainer = step_lib.make_trainer(cfg, dataset.data_shape)
+  keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+  mngr = None if workdir is None else checkpoint.manager(workdir,
+                                                         cfg.train.keep_checkpoints)
+  try:
+    start, save_fn, metrics_path = 0, None, None
+    restored = None if mngr is None else checkpoint.restore_meta(mngr)
+    if restored is None:  # host-side init, model by model (no compile), then stacked
+      states = jax.tree.map(lambda *a: jnp.stack(a),
+                            *[step_lib.init_state(trainer, k) for k in keys])
+    else:
+      start, saved_meta, saved = restored
+      loop.check_same_run(saved_meta["config"], cfg, workdir)
+      if saved_meta["num_models"] != m or not np.array_equal(saved["indices"], indices):
+        raise ValueError(f"{workdir} holds a different set of models or subsets; use "
+                         "a new workdir.")
+      init = jax.vmap(lambda k: step_lib.init_state(trainer, k))
+      states = checkpoint.restore_state(mngr, start, jax.eval_shape(init, keys))
+      logging.info("Resumed %d models from step %d in %s", m, start, workdir)
+    if mngr is not None:
+      meta = loop.run_meta(cfg, dataset, seeds, stacked=True)
+      save_fn = lambda step, st: checkpoint.save(mngr, step, st, indices, counts, meta)
+      metrics_path = os.path.join(workdir, loop.METRICS_FILE)
+      loop.write_config(workdir, cfg)
+      data_lib.save_indices(workdir, indices)  # [M, N_max]; counts in the checkpoint
+    chunk = step_lib.jit_chunk(trainer, many=True, loop=config_lib.step_loop(cfg))
+    return loop.run_loop(
+        chunk, states, loop.data_arrays(dataset, indices, counts), start=start,
+        num_steps=int(cfg.train.num_steps), log_every=int(cfg.train.log_every),
+        checkpoint_every=int(cfg.train.checkpoint_every),
+        batch_size=int(cfg.train.batch_size) * m, save_fn=save_fn,
+        metrics_path=metrics_path)
+  finally:
+    if mngr is not None:
+      mngr.wait_until_finished()
+      mngr.close()
