@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import platform
@@ -10,6 +9,8 @@ import time
 
 import jax
 import jax.numpy as jnp
+
+from repro_jax import io
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -41,9 +42,6 @@ def machine() -> dict:
 
 
 def save(name: str, payload: dict) -> pathlib.Path:
-  RESULTS_DIR.mkdir(parents=True, exist_ok=True)
   path = RESULTS_DIR / f"{name}.json"
-  tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(payload, indent=2) + "\n")
-  os.replace(tmp, path)
+  io.save_json(path, payload)
   return path

@@ -16,8 +16,11 @@ _ONLY = flags.DEFINE_string("only", None, f"Comma-separated subset of: {', '.joi
 _FORCE = flags.DEFINE_bool("force", False, "Rerun studies whose results are up to date.")
 _VARIANT = flags.DEFINE_enum("variant", "cpu", ["cpu", "smoke", "paper"],
                              "Config variant of every study: CPU scale, seconds, or paper scale.")
-_RESULTS = flags.DEFINE_string("results_dir", "results", "Where results are written.")
-_LIST = flags.DEFINE_bool("list", False, "List the studies and exit.")
+_RESULTS = flags.DEFINE_string(
+    "results_dir", None, "Where results are written (default: results/ for the cpu "
+    "variant, workdirs/results-<variant>/ for the others).")
+_LIST = flags.DEFINE_bool("list", False, "List the studies, whether each is up to date "
+                          "and how long its last run took, and exit.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() (multi-host).")
 
@@ -26,8 +29,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if _LIST.value:
-    for name in STUDIES:
-      print(name)
+    print(runner.listing(_VARIANT.value, _RESULTS.value))
     return
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
   try:

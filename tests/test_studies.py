@@ -133,3 +133,38 @@ def test_fingerprint_follows_imports():
   assert {"studies/theory_checks.py", "closed_form/denoisers.py", "closed_form/streaming.py",
           "closed_form/geometry.py", "settings.py"} <= files
   assert "samplers/api.py" not in files and "studies/__init__.py" not in files
+
+
+def test_variants_never_mix_and_smoke_stays_out_of_results(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  assert runner.default_results_dir("cpu") == pathlib.Path("results")
+  assert runner.default_results_dir("smoke") == pathlib.Path("workdirs/results-smoke")
+  runner.run_studies(["theory_checks"], variant="smoke")
+  assert (tmp_path / "workdirs/results-smoke/theory_checks/metrics.json").exists()
+  assert not (tmp_path / "results").exists()
+  out = capsys.readouterr().out
+  assert "theory_checks" in out and "no reference" in out and "total" in out
+  page = (tmp_path / "workdirs/results-smoke/README.md").read_text()
+  assert "Variant: **smoke**" in page
+  with pytest.raises(ValueError, match="holds a 'smoke' run"):
+    runner.run_studies(["theory_checks"], variant="paper",
+                       results_dir="workdirs/results-smoke")
+  # A forced rerun is compared with the run it replaces.
+  runner.run_studies(["theory_checks"], variant="smoke", force=True)
+  assert "matches (key numbers within" in capsys.readouterr().out
+  assert "up to date" in runner.listing("smoke")
+
+
+def test_reference_comparison():
+  from repro_jax.studies import reference
+  v = dict(claim="c", verdict="reproduced", criterion="k", source="s", measured={"rp": 0.9})
+  ref = {"verdicts": [v], "seconds": 3.0, "x": [1.0, 2.0]}
+  same = {"verdicts": [dict(v, measured={"rp": 0.91})], "seconds": 9.0, "x": [1.0, 2.2]}
+  c = reference.compare(ref, same)
+  assert c.matches and c.max_key_diff == pytest.approx(0.01 / 0.91)
+  assert c.max_diff == pytest.approx(0.2 / 2.2) and c.where == "verdicts[0].rp"
+  flipped = {"verdicts": [dict(v, verdict="not reproduced")], "x": [1.0, 2.0]}
+  assert not reference.compare(ref, flipped).matches
+  far = {"verdicts": [dict(v, measured={"rp": 0.5})], "x": [1.0, 2.0]}
+  assert reference.compare(ref, far).text().startswith("key numbers differ")
+  assert reference.compare(None, ref).text() == "no reference"

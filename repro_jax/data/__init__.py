@@ -8,6 +8,11 @@
   same images.
 - Readers: `load_digits`, `load_cifar10`, `load_array`, `molrg`, and
   `to_unit_range` (scaling to `[−1, 1]`).
+
+What belongs here: readers of data sets from local files or bundled packages
+(nothing is downloaded) and the typed `DataSettings`.  May import
+`repro_jax.closed_form` (the MoLRG sampler), `repro_jax.io`,
+`repro_jax.validation`.
 """
 
 from __future__ import annotations

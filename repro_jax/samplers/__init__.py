@@ -19,6 +19,12 @@ Public surface:
 - `sample_from_data(data, noise=None, *, seed, num_samples, sigmas, schedule,
   steps, spacing, final, sampler, return_trajectory, batch_size, **options)`
   and `sample_to_files(data, out, ...)` (the `experiments.sample` entrypoint).
+
+What belongs here: every sampler and inversion (a new sampler is a registered
+`SamplerSpec`), and the batched sampling entry points.  May import
+`repro_jax.diffusion`, `repro_jax.closed_form`, `repro_jax.data`, `repro_jax.io`,
+`repro_jax.plotting`, `repro_jax.validation`; `from_data` loads trained
+networks lazily through `repro_jax.networks.training`.
 """
 
 from repro_jax.samplers._core import SampleResult

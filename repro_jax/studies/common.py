@@ -126,16 +126,24 @@ def _cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+# What must be the same for a finished run to count as this machine's result.
+_ENV_KEYS = ("jax", "jaxlib", "backend", "device_kind", "cpu")
+
+
 def is_up_to_date(workdir, study: str, settings) -> bool:
-  """Whether `workdir` holds a finished run of this code with these settings."""
+  """Whether `workdir` holds a finished run of this code with these settings on
+  this software and hardware (a run made elsewhere is redone, not trusted)."""
   workdir = pathlib.Path(workdir)
   manifest = workdir / "manifest.json"
   if not manifest.exists() or not (workdir / "report.md").exists():
     return False
   try:
-    return io.load_json(manifest).get("fingerprint") == fingerprint(study, settings)
+    mf = io.load_json(manifest)
   except (OSError, ValueError):
     return False
+  here, there = environment(), mf.get("environment") or {}
+  return (mf.get("fingerprint") == fingerprint(study, settings)
+          and all(there.get(k) == here[k] for k in _ENV_KEYS))
 
 
 def manifest(study: str, settings, seconds: float, variant: str | None = None) -> dict:

@@ -21,6 +21,7 @@ from repro_jax import settings as settings_lib
 from repro_jax import sharding
 from repro_jax.studies import STUDIES
 from repro_jax.studies import common
+from repro_jax.studies import reference
 from repro_jax.studies import verdicts as verdicts_lib
 
 PAGE_HEADER = """# Results
@@ -90,6 +91,8 @@ def run_study(name: str, settings, workdir, *, mesh=None, variant: str | None = 
   module = study_module(name)
   settings = settings_lib.parse(module.Settings, settings, where=name)
   final = pathlib.Path(workdir)
+  if variant is not None:
+    check_variant(final, variant)
   parent = final.parent
   parent.mkdir(parents=True, exist_ok=True)
   _clean_partials(parent, final.name)
@@ -117,11 +120,40 @@ def run_study(name: str, settings, workdir, *, mesh=None, variant: str | None = 
   return metrics
 
 
-def run_studies(names, *, variant="cpu", results_dir="results", force=False,
+def default_results_dir(variant: str) -> pathlib.Path:
+  """`results/` holds the reference (cpu) run; other variants never write there."""
+  return pathlib.Path("results" if variant == "cpu" else f"workdirs/results-{variant}")
+
+
+def _recorded_variant(workdir: pathlib.Path) -> str | None:
+  try:
+    return io.load_json(workdir / "manifest.json").get("variant")
+  except (OSError, ValueError):
+    return None
+
+
+def check_variant(workdir, variant: str) -> None:
+  """Refuse to write a variant into a directory that holds another variant's run."""
+  workdir = pathlib.Path(workdir)
+  recorded = _recorded_variant(workdir) if (workdir / "manifest.json").exists() else None
+  if recorded is not None and recorded != variant:
+    raise ValueError(f"{workdir} holds a '{recorded}' run; refusing to replace it with a "
+                     f"'{variant}' run (choose another --results_dir, or remove it).")
+
+
+def run_studies(names, *, variant="cpu", results_dir=None, force=False,
                 mesh=None) -> dict[str, str]:
-  """Run each study unless its results are up to date; returns name -> status."""
-  results_dir = pathlib.Path(results_dir)
-  status = {}
+  """Run each study unless its results are up to date; returns name -> status.
+
+  A study is up to date when its directory holds a run of the same code and
+  settings on the same software and hardware (`common.is_up_to_date`).  Each
+  rerun is compared with the run it replaces (`reference.compare`), and a
+  summary table is printed at the end.
+  """
+  results_dir = pathlib.Path(results_dir) if results_dir else default_results_dir(variant)
+  for name in names:
+    check_variant(results_dir / name, variant)
+  status, rows = {}, []
   t_start = time.time()
   for i, name in enumerate(names, 1):
     settings = study_settings(name, variant)
@@ -129,22 +161,67 @@ def run_studies(names, *, variant="cpu", results_dir="results", force=False,
     if not force and common.is_up_to_date(workdir, name, settings):
       print(f"[{i}/{len(names)}] {name}: up to date, skipped (--force to rerun)", flush=True)
       status[name] = "skipped"
+      rows.append(dict(study=name, status="skipped", seconds=None,
+                       verdicts=_summary_of(workdir), reference="(not rerun)"))
       continue
-    previous = workdir / "manifest.json"
-    hint = ""
-    if previous.exists():
+    previous, hint = None, ""
+    if (workdir / "metrics.json").exists():
       try:
-        hint = f" (last run took {io.load_json(previous)['seconds']:.0f}s)"
+        previous = io.load_json(workdir / "metrics.json")
+        hint = f" (last run took {io.load_json(workdir / 'manifest.json')['seconds']:.0f}s)"
       except (KeyError, ValueError, OSError):
         pass
     print(f"[{i}/{len(names)}] {name}: running{hint} ...", flush=True)
     t0 = time.time()
-    run_study(name, settings, workdir, mesh=mesh, variant=variant)
+    metrics = run_study(name, settings, workdir, mesh=mesh, variant=variant)
+    seconds = time.time() - t0
     status[name] = "ran"
-    print(f"[{i}/{len(names)}] {name}: done in {time.time() - t0:.0f}s "
+    cmp = reference.compare(previous, metrics)
+    rows.append(dict(study=name, status="ran", seconds=seconds,
+                     verdicts=verdicts_lib.summary(metrics["verdicts"]), reference=cmp.text()))
+    print(f"[{i}/{len(names)}] {name}: done in {seconds:.0f}s, "
+          f"{rows[-1]['verdicts']}; vs previous run: {cmp.text()} "
           f"(total {time.time() - t_start:.0f}s)", flush=True)
-  build_results_page(results_dir)
+  page = build_results_page(results_dir)
+  print(summary_table(rows, time.time() - t_start, page), flush=True)
   return status
+
+
+def listing(variant: str = "cpu", results_dir=None) -> str:
+  """One line per study: variants, up to date or not here, last run's time."""
+  results_dir = pathlib.Path(results_dir) if results_dir else default_results_dir(variant)
+  lines = [f"{'study':34s} {'variants':28s} {'state':22s} last run"]
+  for name in STUDIES:
+    workdir = results_dir / name
+    fresh = common.is_up_to_date(workdir, name, study_settings(name, variant))
+    try:
+      last = f"{io.load_json(workdir / 'manifest.json')['seconds']:.0f}s"
+    except (OSError, ValueError, KeyError):
+      last = "never"
+    state = "up to date" if fresh else "will run"
+    lines.append(f"{name:34s} {','.join(study_module(name).VARIANTS):28s} {state:22s} {last}")
+  return "\n".join(lines)
+
+
+def _summary_of(workdir: pathlib.Path) -> str:
+  try:
+    return verdicts_lib.summary(io.load_json(workdir / "metrics.json").get("verdicts", []))
+  except (OSError, ValueError):
+    return "?"
+
+
+def summary_table(rows, total_seconds: float, page) -> str:
+  """The closing table of the main job: what ran, how long, what it concluded."""
+  lines = ["", f"{'study':34s} {'status':8s} {'time':>7s}  verdicts / vs previous run",
+           "-" * 100]
+  for r in rows:
+    secs = "" if r["seconds"] is None else f"{r['seconds']:.0f}s"
+    lines.append(f"{r['study']:34s} {r['status']:8s} {secs:>7s}  {r['verdicts']}")
+    lines.append(f"{'':52s}{r['reference']}")
+  lines.append("-" * 100)
+  lines.append(f"total {total_seconds:.0f}s; key numbers compared within "
+               f"{reference.RTOL:.0%} relative; report: {page}")
+  return "\n".join(lines)
 
 
 def _rewrite_links(text: str, name: str) -> str:
@@ -177,7 +254,10 @@ def build_results_page(results_dir="results") -> pathlib.Path:
                       f"{mf.get('seconds', '?')} s on {env.get('cpu', '?')} "
                       f"({env.get('backend', '?')}, jax {env.get('jax', '?')}), finished "
                       f"{mf.get('finished', '?')}, fingerprint {mf.get('fingerprint', '?')}.</sub>\n")
-  parts = [PAGE_HEADER, "\n".join(overview) + "\n", *sections]
+  variants = sorted({_recorded_variant(results_dir / n) or "?" for n in STUDIES
+                     if (results_dir / n / "manifest.json").exists()})
+  header = PAGE_HEADER + f"\nVariant: **{', '.join(variants) or 'none'}**.\n"
+  parts = [header, "\n".join(overview) + "\n", *sections]
   if missing:
     parts.append("\n## Not yet run\n\n" + "\n".join(f"- `{n}`" for n in missing) + "\n")
   page = results_dir / "README.md"

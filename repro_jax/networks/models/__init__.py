@@ -11,6 +11,9 @@
   allocating; `init_params(shapes, key)` draws the parameters (one RNG call).
 - `ParamLayout`: the parameters as ONE flat float32 vector `[P]` (what the
   trainer, the optimizer, the EMA and the checkpoints hold).
+
+What belongs here: a new architecture (registered in `MODELS`) or training
+parameterization.  May import `repro_jax.diffusion`, `repro_jax.validation`.
 """
 
 from __future__ import annotations

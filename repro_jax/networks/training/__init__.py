@@ -14,6 +14,11 @@ Public surface:
 - Building blocks: `TrainState`, `DataArrays`, `Trainer`, `make_trainer`,
   `init_state`, `train_step`, `train_chunk`, `many_chunk`, `jit_chunk`,
   `net_fn`; config helpers `check_config`, `optimizer`, `parameterization`.
+
+What belongs here: everything that turns `TrainSettings` and data into trained
+parameters and back into denoisers.  May import `repro_jax.networks.models`,
+`repro_jax.data`, `repro_jax.diffusion`, `repro_jax.io`, `repro_jax.sharding`,
+`repro_jax.settings`, `repro_jax.validation`.
 """
 
 from repro_jax.networks.training.config import check_config
