@@ -20,8 +20,8 @@ from repro_jax.studies import _memorization as memorization
 from repro_jax.analysis import noise_plane
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
-from repro_jax.studies import STUDIES
-from repro_jax.studies import common
+from repro_jax import settings as settings_lib
+from repro_jax.studies import runner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -198,12 +198,10 @@ def test_round_trip_errors_fall_with_steps():
 # The studies end to end (smoke) ---------------------------------------------------------
 
 def _run(name, tmp_path):
-  module_name, cfg_path = STUDIES[name]
-  config = common.load_config(ROOT / cfg_path, "smoke")
-  module = __import__(f"repro_jax.studies.{module_name}", fromlist=["run"])
-  out = module.run(config, tmp_path / name)
+  out = runner.run_study(name, runner.study_settings(name, "smoke"), tmp_path / name)
   on_disk = json.loads((tmp_path / name / "metrics.json").read_text())
   assert on_disk["summary"].keys() == out["summary"].keys()
+  assert on_disk["verdicts"] == out["verdicts"] and out["verdicts"]
   return out, tmp_path / name
 
 
@@ -225,6 +223,7 @@ def test_memorization_theory_smoke(tmp_path):
     assert (wd / f).stat().st_size > 0, f
   report = (wd / "report.md").read_text()
   assert "![noise plane](noise_plane.png)" in report and "**Verdict (copies).** **reproduced**" in report
+  assert [v["verdict"] for v in out["verdicts"]] == ["reproduced"] * 4
 
 
 def test_optimization_view_smoke(tmp_path):
@@ -249,9 +248,8 @@ def test_optimization_view_smoke(tmp_path):
 
 def test_memorization_training_sets_are_scaled():
   from repro_jax.studies import memorization_theory as mt
-  cfg = common.load_config(ROOT / STUDIES["memorization_theory"][1], "smoke")
-  cfg.datasets = ("random", "molrg", "digits", "cifar10")
-  cfg.molrg_dim, cfg.random_dim = 12, 10
+  cfg = settings_lib.override(runner.study_settings("memorization_theory", "smoke"), dict(
+      datasets=("random", "molrg", "digits", "cifar10"), molrg_dim=12, random_dim=10))
   sets, notes = mt.load_training_sets(cfg, jax.random.PRNGKey(0))
   assert list(sets) == ["random", "molrg", "digits"] and "CIFAR-10 skipped" in notes[0]
   assert sets["random"][0].shape == (64, 10) and sets["molrg"][0].shape == (64, 12)

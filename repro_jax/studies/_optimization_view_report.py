@@ -8,7 +8,7 @@ import numpy as np
 
 from repro_jax import plotting
 from repro_jax import io
-from repro_jax.studies import common
+from repro_jax.studies import verdicts as verdicts_lib
 
 SAMPLER_LABELS = {
     "sigma_form": "DDIM", "ddim": "DDIM (ᾱ form)",
@@ -190,8 +190,12 @@ def _pm(v):
   return "nan" if not np.isfinite(m) else f"{m:.3g} ± {sd:.1g}"
 
 
-def report(workdir, rows, sched_rows, floor, s, config, finite_shape):
-  """Write report.md."""
+def report(workdir, metrics, config):
+  """Write report.md from the metrics and their verdicts."""
+  rows, sched_rows = metrics["sampler_table"], metrics["schedule_table"]
+  floor, s = metrics["true_sample_floor"], metrics["summary"]
+  finite_shape = (metrics["finite_set"]["num_train"], metrics["finite_set"]["dim"])
+  vs = metrics["verdicts"]
   nfe_cols = [int(n) for n in config.nfe]
   tables = {}
   for metric in ("sw", "cov", "dist"):
@@ -220,10 +224,6 @@ def report(workdir, rows, sched_rows, floor, s, config, finite_shape):
        "talk FID (CIFAR-10)": TALK_SCHEDULE_FID.get(sp, "–")}
       for sp in config.schedule_spacings])
   f, m = s["finite"], s["molrg"]
-  adm_ok = f["nu"] <= 2.0 and m["nu"] <= 2.0
-  shrink_ok = f["eta_95"] < 1.0 and m["eta_95"] < 1.0
-  ident_ok = max(f["identity_max"], m["identity_max"]) < 1e-10
-  proj_ok = f["gap_last"] < f["gap_first"] and m["gap_last"] < m["gap_first"]
   ge = s["ge_beats_ddim"]
   sw_agg = aggregate(rows, ("sampler", "nfe_budget"), "sw")
   dist_agg = aggregate(rows, ("sampler", "nfe_budget"), "dist")
@@ -233,7 +233,6 @@ def report(workdir, rows, sched_rows, floor, s, config, finite_shape):
   ge_dist = dist_agg[("gradient_estimation", min(nfe_cols))][0] if has_ge else float("nan")
   near_floor = ", ".join(SAMPLER_LABELS[k] for k in config.samplers
                          if sw_agg[(k, nfe_cols[-1])][0] <= 1.2 * s["floor_sw"]) or "none"
-  ge_ok = bool(ge) and all(ge.values())
   gd = s["ge_beats_dpm_solver"]
   order_txt = lambda ks: " < ".join(SCHEDULE_LABELS[k] for k in ks)
   talk = s["schedule_order_talk"]
@@ -247,7 +246,7 @@ def report(workdir, rows, sched_rows, floor, s, config, finite_shape):
                        for i, a in enumerate(talk) for b in talk[i + 1:]) or "–"
   ranks_txt = "; ".join(f"NFE {n}: " + " < ".join(SAMPLER_LABELS[k] for k in v)
                         for n, v in s["sampler_order_by_sw"].items())
-  text = f"""## The optimization view: sampling as distance minimization (THEORY.md §2)
+  text = f"""## The optimization view: sampling as distance minimization (docs/theory.md §2)
 
 **Claim.** The ideal denoiser is a gradient, `σ ε*(x, σ) = ½∇dist²_K(x, σ)`; DDIM is
 gradient descent on `½ dist_K²` with step `β_t = 1 − σ_{{t−1}}/σ_t`; along its trajectories
@@ -271,26 +270,26 @@ steps; every grid ends with a step to σ = 0.
 
 ![admissibility](admissibility.png)
 
-**Verdict (admissibility).** {common.verdict(adm_ok, "reproduced", "differs")}:
+**Verdict (admissibility).** **{vs[0]["verdict"]}**:
 `dist_K(x_t)/(√D σ_t)` stays in [{f['ratio_q01']:.2f}, {f['ratio_q99']:.2f}] (finite K) and
 [{m['ratio_q01']:.2f}, {m['ratio_q99']:.2f}] (MoLRG) for 98% of all steps of all grids
 (1–99% quantiles; extremes [{f['ratio_min']:.2f}, {f['ratio_max']:.2f}] and
 [{m['ratio_min']:.2f}, {m['ratio_max']:.2f}]), i.e. the relative-error model holds with
-ν = {f['nu']:.2f} and {m['nu']:.2f} (criterion ν ≤ 2).
+ν = {f['nu']:.2f} and {m['nu']:.2f} (criterion ν ≤ {config.max_nu:g}).
 
 ![shrink factors](shrink.png)
 
-**Verdict (shrink factors).** {common.verdict(shrink_ok, "reproduced", "differs")}: the
+**Verdict (shrink factors).** **{vs[1]["verdict"]}**: the
 per-step factor `dist_K(x_{{t−1}})/dist_K(x_t)` sits on or near `1 − β_t` (the η = 0 line).
 The η-band fitted from the data (smallest η putting a factor inside `(1 − β) ± βη`) has
 median {f['eta_median']:.3f} / 95% {f['eta_95']:.3f} / max {f['eta_max']:.3f} for the
 finite K and {m['eta_median']:.3f} / {m['eta_95']:.3f} / {m['eta_max']:.3f} for MoLRG;
 η < 1 means dist_K decreases at every step ({100 * f['frac_shrinking']:.1f}% and
-{100 * m['frac_shrinking']:.1f}% of the observed steps shrink). Criterion: η₉₅ < 1.
+{100 * m['frac_shrinking']:.1f}% of the observed steps shrink). Criterion: η₉₅ < {config.max_eta_95:g}.
 
 ![identity](identity.png)
 
-**Verdict (identity).** {common.verdict(ident_ok, "reproduced", "differs")}: the worst
+**Verdict (identity).** **{vs[2]["verdict"]}**: the worst
 relative error of `½∇dist²_K(x_t, σ_t) = x_t − D(x_t, σ_t) = σ_t ε*(x_t, σ_t)` along
 {config.identity_num} float64 DDIM trajectories is {f['identity_max']:.1e} (finite K,
 `geometry.smoothed_sq_distance`) and {m['identity_max']:.1e} (MoLRG,
@@ -298,7 +297,7 @@ relative error of `½∇dist²_K(x_t, σ_t) = x_t − D(x_t, σ_t) = σ_t ε*(x_
 
 ![projection](projection.png)
 
-**Verdict (denoising ≈ projection).** {common.verdict(proj_ok, "reproduced", "differs")}:
+**Verdict (denoising ≈ projection).** **{vs[3]["verdict"]}**:
 the median `‖x̂0 − proj_K(x_t)‖` falls from {f['gap_first']:.3g} to {f['gap_last']:.2g}
 (finite K) and from {m['gap_first']:.3g} to {m['gap_last']:.2g} (MoLRG) between the first and
 the last step. Relative to `dist_K(x_t)` (the η of the error model at that step) it is
@@ -334,7 +333,7 @@ The talk's FIDs (pretrained CIFAR-10 model, not reproducible here):
 margin at N = 5–10) and ahead of DPM-Solver at N = 10–50. Here (ranking by sliced W₂,
 best first) {ranks_txt}. Gradient estimation beats DDIM at NFE
 {', '.join(f"{n}: {'yes' if v else 'no'}" for n, v in ge.items())} →
-{common.verdict(ge_ok, "agrees", "partly differs")}; it beats DPM-Solver-2 at NFE
+**{vs[4]["verdict"]}**; it beats DPM-Solver-2 at NFE
 {', '.join(f"{n}: {'yes' if v else 'no'}" for n, v in gd.items()) or '–'}. Differences from
 the talk are expected where the exact denoiser removes the network error that gradient
 estimation was designed to correct: with an exact ε the higher-order solvers converge to the
@@ -351,7 +350,7 @@ its last update extrapolates instead of denoising.
 {sched_table}
 **Ordering.** Talk (FID, best first): {order_txt(s['schedule_order_talk'])}. Here (sliced W₂,
 best first): {order_txt(s['schedule_order_by_sw'])} →
-{common.verdict(s['schedule_order_agrees'], "same ordering", "different ordering")}.
+**{vs[5]["verdict"]}** ({"same" if s['schedule_order_agrees'] else "different"} ordering).
 Pairwise (a tie when the means differ by less than two standard deviations): {pair_txt}. The talk motivates the
 log-linear schedule by keeping the relative-error model admissible for a *trained*
 network; with an exact denoiser every grid measured above is admissible (ν ≤ {max(f['nu'], m['nu']):.2f}),
@@ -359,5 +358,6 @@ so that advantage has nothing to act on.
 This reproduction scores distributions on a known low-dimensional law with an exact
 denoiser (sliced W₂, covariance error) instead of FID on CIFAR-10 with a trained network, so
 only orderings are comparable, not values.
-"""
+
+{verdicts_lib.table(vs)}"""
   io.write_text(pathlib.Path(workdir) / "report.md", text)

@@ -16,6 +16,7 @@ samplers from the same noises:
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 
@@ -32,7 +33,8 @@ from repro_jax.analysis import metrics
 from repro_jax.analysis import noise_plane
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
-from repro_jax.studies import common
+from repro_jax import settings as settings_lib
+from repro_jax.studies import verdicts as verdicts_lib
 
 # (label, sampler, grid spacing, stochastic key index or None)
 RUNS = (
@@ -56,6 +58,72 @@ PAIRS = (
 REFERENCE = "reference (Heun, EDM grid)"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+  """Training sets, samplers, grids and the criteria of the four verdicts."""
+  seed: int = 0
+  # Training sets (each scaled to [−1, 1]): uniform random vectors, a finite
+  # MoLRG sample, scikit-learn's 8×8 digits, and CIFAR-10 when a path is given.
+  datasets: tuple[str, ...] = ("random", "molrg", "digits")
+  num_train: int = 512
+  random_dim: int = 64
+  molrg_dim: int = 48
+  molrg_components: int = 2
+  molrg_rank: int = 4
+  cifar10_dir: str = ""           # CIFAR-10 python batches; "" skips CIFAR-10
+  cifar10_num_train: int = 1024
+  # Sampling: EDM σ range; the reference map is Heun with `ref_steps` EDM steps.
+  sigma_min: float = 0.002
+  sigma_max: float = 80.0
+  num_noises: int = 500
+  steps: tuple[int, ...] = (5, 10, 20, 50, 100)
+  table_steps: int = 100          # step count of the copy / RP tables (one of `steps`)
+  ref_steps: int = 200
+  descriptor: str = "ncc"         # pixel similarity, threshold calibrated per data set
+  calibration_noise: float = 0.1
+  # Invertibility: encode training points, decode; decode noises, encode.
+  round_trip_num: int = 200
+  round_trip_steps: tuple[int, ...] = (5, 10, 20, 50, 100)
+  round_trip_samplers: tuple[str, ...] = ("ddim", "heun")
+  # Noise plane (Fig. 4).
+  plane_dataset: str = "digits"
+  plane_grid: int = 48
+  plane_steps: tuple[int, ...] = (5, 10, 50)
+  plane_samplers: tuple[str, ...] = ("ddim", "heun")
+  plane_candidates: int = 32      # noises tried as anchors (three reaching distinct points)
+  # Criteria.  Copies: every deterministic sample is a training point.
+  copy_max_ratio: float = 1e-3    # d1/d2 below this
+  copy_max_gl: float = 0.01
+  # The map is reproducible: deterministic pairs agree, stochastic ones do not.
+  det_min_rp: float = 0.9
+  sto_max_rp: float = 0.2
+  # Invertibility: Heun's round trip error below this at the largest step count.
+  round_trip_max_err: float = 1e-3
+
+
+VARIANTS = ("cpu", "smoke", "paper")
+_VARIANTS = {
+    "cpu": {},
+    # Sizes chosen so that most runs share compiled loops (64 noises = 8×8 plane).
+    "smoke": dict(datasets=("digits",), num_train=64, num_noises=64, steps=(5, 40),
+                  table_steps=40, ref_steps=80, round_trip_num=64, round_trip_steps=(5, 40),
+                  round_trip_samplers=("heun",), plane_grid=8, plane_steps=(5, 40),
+                  plane_samplers=("heun",), plane_candidates=64),
+    "paper": dict(datasets=("random", "molrg", "digits", "cifar10"), num_train=1024,
+                  random_dim=3072, num_noises=10_000, steps=(5, 10, 20, 50, 100, 200),
+                  table_steps=200, ref_steps=400, round_trip_num=1000,
+                  round_trip_steps=(5, 10, 20, 50, 100, 200), plane_dataset="cifar10",
+                  plane_grid=100, plane_steps=(5, 10, 50, 200)),
+}
+
+
+def settings(variant: str = "cpu") -> Settings:
+  """`cpu` (default), `smoke` (seconds) or `paper` (adds CIFAR-10: set `cifar10_dir`)."""
+  if variant not in _VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+  return settings_lib.override(Settings(), _VARIANTS[variant])
+
+
 # Data --------------------------------------------------------------------------------
 
 def load_training_sets(config, key):
@@ -77,7 +145,7 @@ def load_training_sets(config, key):
       sets[name] = (x[idx].reshape(len(idx), -1), x.shape[1:])
     elif name == "cifar10":
       if not config.cifar10_dir:
-        notes.append("CIFAR-10 skipped: `cifar10_dir` is None (set "
+        notes.append("CIFAR-10 skipped: `cifar10_dir` is not set (set "
                      "`--config.cifar10_dir=/path/to/cifar-10-batches-py`).")
         continue
       x, _ = data_lib.load_cifar10(config.cifar10_dir)
@@ -195,16 +263,15 @@ def study_plane(train, config, key):
 
 # Driver ------------------------------------------------------------------------------
 
-def run(config, workdir) -> dict:
-  """Run every part; write metrics.json, CSV tables, figures and report.md."""
-  workdir = common.start(workdir, config)
+def measure(config: Settings, ctx) -> dict:
+  """Run every part; writes the CSV tables and the figures (they need the samples)."""
+  workdir = ctx.workdir
   t0 = time.time()
   key = jax.random.PRNGKey(config.seed)
   sets, notes = load_training_sets(config, key)
   for n in notes:
     logging.warning(n)
-  progress = common.Progress("memorization_theory",
-                             len(sets) * (len(config.steps) + 1) + 1)
+  progress = ctx.progress(len(sets) * (len(config.steps) + 1) + 1)
   results, round_trips = {}, []
   for i, (name, (train, _)) in enumerate(sets.items()):
     k = jax.random.fold_in(key, 100 + i)
@@ -226,18 +293,71 @@ def run(config, workdir) -> dict:
   summary = _summarize(results, round_trips, plane, config)
   metrics_out = dict(
       datasets={n: dict(num_train=int(t.shape[0]), dim=int(t.shape[1]),
-                        threshold=results[n]["threshold"],
+                        images=imgs is not None, threshold=results[n]["threshold"],
                         calibration_accuracy=results[n]["calibration_accuracy"])
-                for n, (t, _) in sets.items()},
+                for n, (t, imgs) in sets.items()},
       table=[r for res in results.values() for r in res["table"]], pairs=pairs,
       round_trip=round_trips, sweep=sweep, notes=notes, plane_dataset=plane_name,
       plane={k: v for k, v in plane.items() if k not in ("panels", "ref", "a", "b")}
       | {"panels": [{k: v for k, v in p.items() if k != "labels"} for p in plane["panels"]]},
       summary=summary, seconds=time.time() - t0)
-  io.save_json(workdir / "metrics.json", metrics_out)
   _figures(workdir, results, round_trips, plane, sets, config, plane_name)
-  _report(workdir, results, round_trips, plane, summary, sets, notes, config, plane_name)
   return metrics_out
+
+
+def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
+  """Copies, reproducibility of the map, invertibility, noise plane."""
+  s = metrics["summary"]
+  src = "reproducibility paper §3.2, Theorem 1, Fig. 4; docs/theory.md §4"
+  tested = ", ".join(metrics["datasets"])
+  out = [
+      verdicts_lib.judge(
+          s["det_ratio_max"] < config.copy_max_ratio and s["det_gl_max"] <= config.copy_max_gl,
+          claim="With ε* every deterministic sampler maps a noise to a training point "
+                f"(GL = 0); data sets: {tested}.",
+          criterion=f"max d1/d2 < {config.copy_max_ratio:g} and GL ≤ {config.copy_max_gl:g} "
+                    "for every deterministic run",
+          measured=dict(det_ratio_max=s["det_ratio_max"], det_gl_max=s["det_gl_max"]),
+          source=src),
+      verdicts_lib.judge(
+          s["det_rp_index_min"] >= config.det_min_rp and s["sto_rp_index_max"] <= config.sto_max_rp
+          and s["det_converging"],
+          claim="Different deterministic samplers and grids from the same noise reach the "
+                "same image; a stochastic sampler does not.",
+          criterion=f"every deterministic pair RP ≥ {config.det_min_rp:g}, every stochastic "
+                    f"pair ≤ {config.sto_max_rp:g}, agreement with the reference not "
+                    "decreasing with steps",
+          measured=dict(det_rp_index_min=s["det_rp_index_min"],
+                        sto_rp_index_max=s["sto_rp_index_max"],
+                        det_converging=s["det_converging"]),
+          source=src),
+      verdicts_lib.judge(
+          s["heun_rt_decreasing"] and s["heun_rt_at_largest"] < config.round_trip_max_err,
+          claim="The ε* ODE map is invertible: encode, then decode, returns the point.",
+          criterion="Heun's round-trip error falls with every step-count increase and is "
+                    f"< {config.round_trip_max_err:g} at the largest",
+          measured=dict(heun_rt_worst_median_by_steps=s["heun_rt_worst_median_by_steps"],
+                        heun_rt_at_largest=s["heun_rt_at_largest"]),
+          source=src),
+      verdicts_lib.judge(
+          all(s["plane_agree_last"][k] >= s["plane_agree_first"][k]
+              for k in s["plane_agree_last"]),
+          claim="On the noise plane of Fig. 4 different samplers draw the same basins of "
+                "the map noise → training point.",
+          criterion="agreement with the reference map does not fall as the step count grows",
+          measured=dict(agree_first=s["plane_agree_first"], agree_last=s["plane_agree_last"]),
+          source=src),
+  ]
+  if "cifar10" in config.datasets and "cifar10" not in metrics["datasets"]:
+    out.append(verdicts_lib.Verdict(
+        claim="The same holds on CIFAR-10.", verdict="not tested",
+        criterion="as above, on CIFAR-10", measured={},
+        source=src + " (CIFAR-10 needs `cifar10_dir`)"))
+  return out
+
+
+def render(config: Settings, metrics: dict, workdir) -> None:
+  _report(workdir, metrics, config)
 
 
 def _agree(results, run, steps) -> float:
@@ -407,13 +527,18 @@ def _figures(workdir, results, round_trips, plane, sets, config, plane_name):
 
 # Report ------------------------------------------------------------------------------
 
-def _report(workdir, results, round_trips, plane, s, sets, notes, config, plane_name):
-  names = list(results)
+def _report(workdir, metrics, config):
+  s, notes, plane_name = metrics["summary"], metrics["notes"], metrics["plane_dataset"]
+  plane, round_trips, sets = metrics["plane"], metrics["round_trip"], metrics["datasets"]
+  names = list(sets)
+  by_set = {n: dict(table=[r for r in metrics["table"] if r["dataset"] == n],
+                    pairs=[r for r in metrics["pairs"] if r["dataset"] == n]) for n in names}
+  vs = metrics["verdicts"]
   copy_rows = []
   for label, sampler, spacing, _ in RUNS:
     row = {"run": label, "grid": spacing}
     for name in names:
-      r = next(q for q in results[name]["table"] if q["run"] == label)
+      r = next(q for q in by_set[name]["table"] if q["run"] == label)
       row["NFE"] = r["nfe"]
       row[f"{name}: max d1/d2"] = r["ratio_max"]
       row[f"{name}: GL"] = r["gl"]
@@ -423,7 +548,7 @@ def _report(workdir, results, round_trips, plane, s, sets, notes, config, plane_
   for a, b, kind in PAIRS:
     row = {"pair": f"{a} vs {b}", "kind": kind}
     for name in names:
-      p = next(q for q in results[name]["pairs"] if q["pair"] == f"{a} vs {b}")
+      p = next(q for q in by_set[name]["pairs"] if q["pair"] == f"{a} vs {b}")
       row[f"{name}: RP (index)"] = p["rp_index"]
       row[f"{name}: RP (sim.)"] = p["rp_sim"]
     pair_rows.append(row)
@@ -438,20 +563,14 @@ def _report(workdir, results, round_trips, plane, s, sets, notes, config, plane_
       "= reference": p["agree_ref"], "basins": p["basins"],
       "boundary fraction": p["boundary"]}) for p in plane["panels"]]
   data_desc = ", ".join(
-      f"{n} (N = {t.shape[0]}, D = {t.shape[1]}, similarity threshold "
-      f"{results[n]['threshold']:.2f})" for n, (t, _) in sets.items())
-  copies_ok = s["det_ratio_max"] < 1e-3 and s["det_gl_max"] <= 0.01
-  rp_ok = (s["det_rp_index_min"] >= 0.9 and s["sto_rp_index_max"] <= 0.2
-           and s["det_converging"])
-  rt_ok = s["heun_rt_decreasing"] and s["heun_rt_at_largest"] < 1e-3
-  plane_ok = all(s["plane_agree_last"][k] >= s["plane_agree_first"][k]
-                 for k in s["plane_agree_last"])
+      f"{n} (N = {d['num_train']}, D = {d['dim']}, similarity threshold "
+      f"{d['threshold']:.2f})" for n, d in sets.items())
   fmt = lambda v: f"{v:.3g}"
-  img_fig = ("\n![copies](copies.png)\n" if any(sets[n][1] is not None for n in names) else "")
+  img_fig = ("\n![copies](copies.png)\n" if any(d["images"] for d in sets.values()) else "")
   note_text = "".join(f"\n*Note.* {n}\n" for n in notes)
   text = f"""## Memorization: Theorem 1 with the optimal denoiser ε* (reproducibility paper §3.2, Fig. 4)
 
-**Claim.** With the empirical optimal denoiser ε* (THEORY.md §1) every
+**Claim.** With the empirical optimal denoiser ε* (docs/theory.md §1) every
 deterministic sampler maps a noise to a training point (pure memorization,
 GL = 0); the map noise → image is fixed by the data and the kernel, so
 different deterministic samplers and schedules started from the same noise
@@ -474,7 +593,7 @@ the second-nearest training point, computed exactly. Tables use {config.table_st
 ![agreement with the reference map](rp_vs_steps.png)
 {img_fig}
 {io.markdown_table(copy_rows, fmt="{:.3g}")}
-**Verdict (copies).** {common.verdict(copies_ok, "reproduced", "differs")} (criterion: max
+**Verdict (copies).** **{vs[0]["verdict"]}** (criterion: max
 d1/d2 < 1e-3 and GL ≤ 0.01 for every deterministic run): the largest
 d1/d2 over every deterministic sample is {fmt(s['det_ratio_max'])} and the largest GL is
 {fmt(s['det_gl_max'])}; the final denoising step at σ_min returns a training point
@@ -482,7 +601,7 @@ exactly (float32). DDPM samples are copies too (max d1/d2 {fmt(s['ddpm_ratio_max
 with ε* even the stochastic sampler only memorizes.
 
 {io.markdown_table(pair_rows, fmt="{:.3g}")}
-**Verdict (reproducibility of the map).** {common.verdict(rp_ok, "reproduced", "differs")}
+**Verdict (reproducibility of the map).** **{vs[1]["verdict"]}**
 (criterion: every deterministic pair ≥ 0.9, every stochastic pair ≤ 0.2, agreement with the
 reference not decreasing with steps): at {config.table_steps} steps the lowest RP (index)
 between two deterministic runs is {fmt(s['det_rp_index_min'])} (similarity RP ≥
@@ -497,7 +616,7 @@ points.
 ![round trip](round_trip.png)
 
 {io.markdown_table(rt_rows, fmt="{:.2e}")}
-**Verdict (invertibility).** {common.verdict(rt_ok, "reproduced", "differs")} (criterion:
+**Verdict (invertibility).** **{vs[2]["verdict"]}** (criterion:
 Heun's error falls with every step-count increase and is < 1e-3 at the largest): with
 Heun the worst-data-set median data-side round-trip error falls monotonically with the
 step count ({', '.join(fmt(v) for v in s['heun_rt_worst_median_by_steps'])}), is
@@ -511,7 +630,7 @@ one representative noise of its basin.
 ![noise plane](noise_plane.png)
 
 {io.markdown_table(plane_rows, fmt="{:.3g}")}
-**Verdict (noise plane).** {common.verdict(plane_ok, "reproduced", "differs")} (criterion:
+**Verdict (noise plane).** **{vs[3]["verdict"]}** (criterion:
 agreement with the reference map does not fall as the step count grows): the
 reference plane ({plane_name}) splits into {plane['ref_basins']} basins with a boundary
 fraction of {plane['ref_boundary']:.3f} (nearby noises reach the same training point:
@@ -524,6 +643,7 @@ Fig. 4 (three trained networks, SSCD similarity to three anchor images) the map 
 ε*'s own, labelled by the training index reached.
 
 *Not reproduced here:* Fig. 6 (RP between trained networks and the ε* map) needs trained
-models; CIFAR-10 runs only when `cifar10_dir` is set.
-"""
+models (see `reproducibility_regimes`); CIFAR-10 runs only when `cifar10_dir` is set.
+
+{verdicts_lib.table(vs)}"""
   io.write_text(pathlib.Path(workdir) / "report.md", text)
