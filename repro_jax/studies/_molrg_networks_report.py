@@ -146,6 +146,7 @@ def report(workdir, config, s, rows, unet_rows):
         "regime": x["regime"], "exact: new": x["exact_frac_new"]} for x in rows],
       fmt="{:.3g}")
   m, u = config.mlp, config.unet
+  mm, md, mt = m.model, m.diffusion, m.train
   unet_setup = (f"U-Nets (width {u.model.width}, ch_mult {tuple(u.model.ch_mult)}, "
                 f"{u.train.num_steps} steps, same parameterization) on the "
                 f"{'×'.join(str(v) for v in config.image_shape)} image view, only at "
@@ -186,9 +187,8 @@ N ∝ r (low-dim talk, U-Nets).
 **Set-up.** K = {config.num_components}, D = {config.dim}, r ∈ {ranks},
 N ∈ {ns} (total, both components), {config.num_seeds} seed(s); one data set per
 (r, seed), nested subsets in N.  {num_models} time-conditioned MLPs (hidden
-{m.model.hidden}, depth {m.model.depth}, {m.diffusion.parameterization}-prediction on the \
-{m.diffusion.schedule} SDE, batch {m.train.batch_size}, {m.train.num_steps} Adam steps, EMA \
-{m.train.ema_decay}) trained in ONE vmapped
+{mm.hidden}, depth {mm.depth}, {md.parameterization}-prediction on the {md.schedule} SDE, batch
+{mt.batch_size}, {mt.num_steps} Adam steps, EMA {mt.ema_decay}) trained in ONE vmapped
 `train_many` program.  {unet_setup}
 Samples: {config.eval.num_samples} per model, deterministic Heun
 ({config.eval.steps} steps, EDM grid σ ∈ [{config.eval.sigma_min}, {config.eval.sigma_max}]),
@@ -228,7 +228,7 @@ there (panel a).  Largest N below smallest N at every σ, for every r:
 {verdicts_lib.table(s["verdicts"])}
 
 Differences from the talk: the full grid uses a small MLP, not a U-Net, with
-{m.train.num_steps} steps on a CPU, {config.num_seeds} seed(s), a factor-2 grid in N; {'the U-Net is checked at a few cells only. ' if unet_rows else ''}The
+{mt.num_steps} steps on a CPU, {config.num_seeds} seed(s), a factor-2 grid in N; {'the U-Net is checked at a few cells only. ' if unet_rows else ''}The
 labels use Euclidean geometry (support distance, d1/d2), not SSCD; N is the total
 over both components.  Timings: MLP training {timings.get('mlp_train', 0):.0f} s,
 sampling and scoring {timings.get('mlp_eval', 0):.0f} s{'; U-Net training ' + format(timings.get('unet_train', 0), '.0f') + ' s, sampling and scoring ' + format(timings.get('unet_eval', 0), '.0f') + ' s' if unet_rows else ''}.
