@@ -9,7 +9,6 @@ neighbours with padding.
 
 import json
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +19,12 @@ from repro_jax.diffusion import denoiser_fn
 from repro_jax.closed_form import denoisers
 from repro_jax.closed_form import geometry
 from repro_jax.analysis import score_metrics
-from repro_jax.studies import common
+from repro_jax import settings as settings_lib
+from repro_jax.networks import training
 from repro_jax.studies import molrg_networks as mn
+from repro_jax.studies import runner
+from repro_jax.studies import verdicts
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 D, K = 12, 2
 
 
@@ -132,7 +133,7 @@ def test_crossing_and_boundary():
   assert math.isnan(score_metrics.crossing([8, 16], [0.1, 0.2]))
   ns, ranks = [4, 8, 16, 32, 64, 128], [2, 4, 8]
   frac = np.array([[float(n >= 4 * r) for r in ranks] for n in ns])   # steps at 4 r
-  n_star, expo, c = mn.boundary(ns, ranks, frac)
+  n_star, expo, c = mn.boundary(ns, ranks, frac, level=0.5)
   # a 0 → 1 step between N/2 and N crosses ½ at the geometric midpoint N/√2
   np.testing.assert_allclose(n_star, np.array([8, 16, 32]) / math.sqrt(2))
   assert expo == pytest.approx(1.0) and c == pytest.approx(4.0 / math.sqrt(2))
@@ -168,24 +169,31 @@ def test_stacked_denoiser_equals_each_model():
 
 # End to end --------------------------------------------------------------------------
 
-def test_config_variants():
-  for v in ("cpu", "smoke", "paper"):
-    c = common.load_config(ROOT / "configs/molrg_networks.py", v)
-    assert all(r * c.num_components <= c.dim for r in c.ranks)
-    assert math.prod(c.image_shape) == c.dim
+def test_settings_variants():
+  for v in mn.VARIANTS:
+    s = runner.study_settings("molrg_networks", v)
+    assert all(r * s.num_components <= s.dim for r in s.ranks)
+    assert math.prod(s.image_shape) == s.dim
+    for arch in (s.mlp, s.unet):   # complete, valid training settings
+      cfg = mn.train_settings(arch)
+      training.check_config(cfg)
+      assert cfg.model == arch.model and cfg.train == arch.train
   with pytest.raises(ValueError, match="variant"):
-    common.load_config(ROOT / "configs/molrg_networks.py", "nope")
+    runner.study_settings("molrg_networks", "nope")
+  with pytest.raises(ValueError, match="unknown field"):
+    settings_lib.override(mn.settings("smoke"), {"mlp": {"hidden": 8}})
 
 
 def test_study_smoke(tmp_path):
-  config = common.load_config(ROOT / "configs/molrg_networks.py", "smoke")
-  mn.run(config, tmp_path)
+  s = runner.study_settings("molrg_networks", "smoke")
+  workdir = tmp_path / "molrg_networks"
+  runner.run_study("molrg_networks", s, workdir)
   assert {"config.json", "metrics.json", "cells.csv", "report.md", "phase_diagram.png",
-          "details.png"} <= {p.name for p in tmp_path.iterdir()}
-  m = json.loads((tmp_path / "metrics.json").read_text())
-  n_cells = len(config.ranks) * len(config.ns) * config.num_seeds
+          "details.png", "manifest.json"} <= {p.name for p in workdir.iterdir()}
+  m = json.loads((workdir / "metrics.json").read_text())
+  n_cells = len(s.ranks) * len(s.ns) * s.num_seeds
   assert len([c for c in m["cells"] if c["arch"] == "mlp"]) == n_cells
-  assert len([c for c in m["cells"] if c["arch"] == "unet"]) == len(config.unet.cells)
+  assert len([c for c in m["cells"] if c["arch"] == "unet"]) == len(s.unet.cells)
   assert m["reference"]["max_l_score_rel"] < 1e-5        # exact score: L_score = 0
   assert m["reference"]["min_frac_new"] >= 0.6           # exact sampler: new samples
   # 300 steps on N = 2 points: the nets copy them (training at tiny size).
@@ -197,9 +205,18 @@ def test_study_smoke(tmp_path):
     assert 0.0 <= c["frac_new"] <= c["frac_on_support"] <= 1.0
     assert c["l_score_rel"] > 1e-3 and math.isfinite(c["l_score"])
     assert c["regime"] in score_metrics.REGIMES
-  assert np.asarray(m["matrices"]["frac_new"]).shape == (len(config.ns), len(config.ranks))
+  assert np.asarray(m["matrices"]["frac_new"]).shape == (len(s.ns), len(s.ranks))
   assert set(m["checks"]) == {"memorizes_at_smallest_n", "generalizes_at_largest_n",
                               "boundary_grows_with_r", "exponent_near_one",
                               "score_error_falls_with_n"}
-  report = (tmp_path / "report.md").read_text()
+  # Verdicts are data: one per check, reproduced exactly when the check passed.
+  vs = verdicts.from_dicts(m["verdicts"])
+  assert [v.verdict == "reproduced" for v in vs] == list(m["checks"].values())
+  assert vs[0].measured["frac_copy"] == m["matrices"]["frac_copy"][0]
+  # The complete training settings of each architecture are recorded.
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["mlp"]["optim"]["learning_rate"] == 3e-3
+  assert config["unet"]["train"]["num_steps"] == 20
+  report = (workdir / "report.md").read_text()
   assert "**Verdict.**" in report and "phase_diagram.png" in report
+  assert "| claim | verdict | criterion | measured |" in report

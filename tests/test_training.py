@@ -1,7 +1,8 @@
 """Training stack: the loss falls, an MLP memorizes a handful of points, a
 resumed run is bit-identical to an uninterrupted one, 8 fake devices match 1,
-many vmapped models match the same models trained alone, bad configs fail
-before training starts, and a checkpoint loads as a sampler denoiser.
+many vmapped models match the same models trained alone (and rows in memory
+train as the same rows read from a file), bad configs fail before training
+starts, and a checkpoint loads as a sampler denoiser.
 """
 
 import json
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from repro_jax import data as data_lib
 from repro_jax.diffusion import schedules
 from repro_jax import sharding
 from repro_jax.networks import training
@@ -200,6 +202,26 @@ def test_train_many_matches_models_trained_alone(tmp_path):
   assert meta["num_models"] == 2
   with pytest.raises(ValueError, match="model_index"):
     training.load_denoiser(str(tmp_path / "many"))
+
+
+def test_train_many_in_memory_dataset_matches_the_file(tmp_path):
+  """`dataset=` trains exactly as the same rows read back from an array file."""
+  cfg = _typed(_mlp_config(num_steps=10, log_every=10, checkpoint_every=10))
+  x = training.prepare(cfg, 1).x[:64]
+  np.save(tmp_path / "rows.npy", x)
+  from_file = settings_lib.override(
+      cfg, {"data": {"name": "array", "path": str(tmp_path / "rows.npy")}})
+  subsets = [np.arange(0, 20), np.arange(10, 42)]
+  a, hist_a = training.train_many(from_file, seeds=(1, 2), subsets=subsets)
+  b, hist_b = training.train_many(cfg, seeds=(1, 2), subsets=subsets,
+                                  dataset=data_lib.Dataset(x, None, {}))
+  np.testing.assert_array_equal(a.params, b.params)
+  np.testing.assert_array_equal(a.ema, b.ema)
+  assert hist_a[-1]["loss_per_model"] == hist_b[-1]["loss_per_model"]
+  # The rows in memory are checked against the settings as loaded ones are.
+  with pytest.raises(ValueError, match="has 64 rows"):
+    training.train_many(settings_lib.override(cfg, {"data": {"num_train": 65}}),
+                        seeds=(1,), subsets=subsets[:1], dataset=data_lib.Dataset(x, None, {}))
 
 
 @pytest.mark.parametrize("section, field, value, error, match", [

@@ -1,27 +1,28 @@
 """Phase transition with a network: memorization → generalization on a MoLRG.
 
-Low-dim talk, "Phase transition from memorization to generalization" (THEORY.md
-§4): denoisers trained on N samples of a mixture of K = 2 low-rank Gaussians in
-D = 48 memorize (their samples copy training points) for small N and
-generalize (new samples on the union of subspaces) for large N, with the
-boundary along `N ∝ r`.  Measured by `L_score` against the exact MoLRG score
-and by the samples of the learned model (THEORY.md §5).
+Low-dim talk, "Phase transition from memorization to generalization"
+(docs/theory.md §4): denoisers trained on N samples of a mixture of K = 2
+low-rank Gaussians in D = 48 memorize (their samples copy training points) for
+small N and generalize (new samples on the union of subspaces) for large N,
+with the boundary along `N ∝ r`.  Measured by `L_score` against the exact
+MoLRG score and by the samples of the learned model (docs/theory.md §5).
 
 The whole (rank, seed, N) grid of one architecture is ONE `train_many` call:
-the rows of every (rank, seed) data block sit in one array and each model
-draws from the first N rows of its own block (subsets nest in N).  Evaluation
-runs every model at once: a "stacked" denoiser maps `x [B, M, ...]` through
-the M networks (vmapped), so one compiled Heun loop samples the whole grid.
+the rows of every (rank, seed) data block sit in one array `[P·n_max, D]`
+(handed to `train_many` in memory) and each model draws from the first N
+rows of its own block (subsets nest in N).  Evaluation runs every model at
+once: a "stacked" denoiser maps `x [B, M, ...]` through the M networks
+(vmapped), so one compiled Heun loop samples the whole grid.  Denoisers are
+canonical (VE: `x_σ = x0 + σ ε`, `D(x, σ) ≈ E[x0 | x_σ]`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import functools
+import pathlib
 import time
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,14 +31,153 @@ from repro_jax import data as data_lib
 from repro_jax.closed_form import denoisers
 from repro_jax import io
 from repro_jax import samplers
+from repro_jax import settings as settings_lib
 from repro_jax.diffusion import schedules
 from repro_jax.analysis import score_metrics
+from repro_jax.networks import model_zoo
 from repro_jax.networks import training
+from repro_jax.networks.training import settings as train_lib
 from repro_jax.studies import _molrg_networks_report as report_lib
-from repro_jax.studies import common
-from repro_jax.networks.training import step as step_lib
+from repro_jax.studies import verdicts as verdicts_lib
 
-TRAIN_CONFIG = common.PACKAGE_DIR.parent / "configs" / "train.py"
+
+# Settings -----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Arch:
+  """The complete training settings of one architecture: the sections of
+  `TrainSettings` that define a run (the rows are the study's grid, handed to
+  `train_many` in memory, so there is no data section; `train_settings` gives
+  the `TrainSettings`)."""
+  model: train_lib.ModelSettings = dataclasses.field(default_factory=train_lib.ModelSettings)
+  diffusion: train_lib.DiffusionSettings = dataclasses.field(
+      default_factory=train_lib.DiffusionSettings)
+  optim: train_lib.OptimSettings = dataclasses.field(default_factory=train_lib.OptimSettings)
+  train: train_lib.LoopSettings = dataclasses.field(default_factory=train_lib.LoopSettings)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UnetCheck(Arch):
+  """The second architecture, trained only at `cells` ((r, N) pairs; every
+  cell also has an MLP) with `num_seeds` seeds each."""
+  enabled: bool = True
+  cells: tuple[tuple[int, int], ...] = ((2, 8), (2, 32), (8, 32), (8, 256))
+  num_seeds: int = 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Eval:
+  """Sampling, sample labels and the score error of every model."""
+  num_samples: int = 256
+  sampler: str = "heun"
+  steps: int = 18
+  # σ_min = σ_VP(t_min) ≈ 0.01, the smallest level the nets are trained on.
+  sigma_min: float = 0.01
+  sigma_max: float = 10.0
+  # Criteria of the labels: a sample is on the support if dist(x, ∪ span U_k)/‖x‖
+  # is below `support_tol`, a copy if d1/d2 (nearest / second-nearest training
+  # distance) is below `copy_ratio`, new if on the support and not a copy.
+  support_tol: float = 0.2
+  copy_ratio: float = 1.0 / 3.0
+  score_samples: int = 512
+  score_sigma_min: float = 0.01
+  score_sigma_max: float = 10.0
+  score_sigmas: int = 8
+
+
+def _arch(cls, *changes):
+  """`cls` with the sections of the `cpu` training variant after `changes`."""
+  t = training.variant("cpu")
+  for c in changes:
+    t = settings_lib.override(t, c, where="arch")
+  return cls(model=t.model, diffusion=t.diffusion, optim=t.optim, train=t.train)
+
+
+# Both architectures: checkpoint_every = num_steps (no checkpoints are written;
+# the training settings require a multiple of log_every).
+_MLP = dict(
+    model=dict(name="mlp", hidden=128, depth=2, emb_dim=32, width=16, ch_mult=(1, 2),
+               num_res_blocks=1, attn_resolutions=(), norm_groups=8),
+    # x0-prediction (the talk's x_θ ≈ E[x0 | x_t]) on the VP SDE: its samples
+    # land on the support to ~2% where ε/EDM nets of this size leave 10–50%.
+    diffusion=dict(parameterization="x0", schedule="vp", sigma_data=0.5, p_mean=-1.2,
+                   p_std=1.2),
+    optim=dict(learning_rate=1e-3, warmup_steps=100),
+    train=dict(batch_size=64, num_steps=3000, log_every=500, checkpoint_every=3000,
+               ema_decay=0.999, num_devices=1))
+_UNET = dict(model=dict(name="unet"), optim=dict(learning_rate=2e-3),
+             train=dict(num_steps=600, log_every=200, checkpoint_every=600))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+  """The grid, the two architectures, the evaluation and the criteria."""
+  seed: int = 0
+  dim: int = 48
+  num_components: int = 2
+  image_shape: tuple[int, ...] = (4, 4, 3)   # the U-Net's view of a 48-D point
+  ranks: tuple[int, ...] = (2, 4, 6, 8)      # r of every component
+  ns: tuple[int, ...] = (8, 16, 32, 64, 128, 256)   # N, total over the components
+  num_seeds: int = 1
+  # Criterion of "N* ∝ r": the fitted log-log exponent of N*(r) lies in this range.
+  exponent_range: tuple[float, float] = (0.5, 1.5)
+  # Criterion of the regimes: a cell memorizes (generalizes) when at least this
+  # fraction of its samples are copies (new); N*(r) is where the fraction crosses it.
+  majority: float = 0.5
+  # The report calls the growth of N*(r) "close to linear" for an exponent in this range.
+  linear_range: tuple[float, float] = (0.8, 1.2)
+  # The report calls a U-Net cell undertrained when fewer of its samples reach the support.
+  min_on_support: float = 0.5
+  mlp: Arch = dataclasses.field(default_factory=lambda: _arch(Arch, _MLP))
+  unet: UnetCheck = dataclasses.field(default_factory=lambda: _arch(UnetCheck, _MLP, _UNET))
+  eval: Eval = dataclasses.field(default_factory=Eval)
+
+
+VARIANTS = ("cpu", "smoke", "paper")
+_RANKS_PAPER = (2, 4, 6, 8, 10, 12)
+_NS_PAPER = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_VARIANTS = {
+    "cpu": {},
+    "smoke": dict(
+        ranks=(2, 3), ns=(2, 16), dim=12, image_shape=(2, 2, 3),
+        mlp=dict(model=dict(hidden=32, emb_dim=8),
+                 optim=dict(warmup_steps=10, learning_rate=3e-3),
+                 train=dict(num_steps=300, log_every=150, checkpoint_every=300,
+                            batch_size=32, ema_decay=0.99)),
+        # The second architecture is exercised on the image view, but as an MLP: a
+        # U-Net costs ~40 s of XLA:CPU compilation (tests/test_training.py covers it).
+        unet=dict(model=dict(name="mlp", hidden=16, emb_dim=8), optim=dict(warmup_steps=1),
+                  train=dict(num_steps=20, log_every=20, checkpoint_every=20, batch_size=8),
+                  cells=((2, 16),)),
+        eval=dict(num_samples=32, steps=4, score_samples=64, score_sigmas=4)),
+    "paper": dict(
+        ranks=_RANKS_PAPER, ns=_NS_PAPER, num_seeds=3,
+        mlp=dict(model=dict(hidden=256, depth=3, emb_dim=64),
+                 train=dict(num_steps=20_000, batch_size=256, log_every=1000,
+                            checkpoint_every=20_000)),
+        unet=dict(model=dict(width=64, ch_mult=(1, 2), attn_resolutions=(2,)),
+                  train=dict(num_steps=20_000, batch_size=256, log_every=1000,
+                             checkpoint_every=20_000),
+                  cells=tuple((r, n) for r in _RANKS_PAPER for n in _NS_PAPER),
+                  num_seeds=3),
+        eval=dict(num_samples=1024, score_samples=4096, score_sigmas=16)),
+}
+
+
+def settings(variant: str = "cpu") -> Settings:
+  """`cpu` (default: 24 MLP cells in one vmapped program + a 4-cell U-Net check),
+  `smoke` (seconds, for tests) or `paper` (GPU: the full, finer grid, 3 seeds)."""
+  if variant not in _VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+  return settings_lib.override(Settings(), _VARIANTS[variant])
+
+
+def train_settings(arch: Arch) -> training.TrainSettings:
+  """The `TrainSettings` of one architecture: the `cpu` training variant with
+  the block's sections (its data section is never read: `train_grid` passes
+  the rows in memory)."""
+  return settings_lib.override(training.variant("cpu"), dict(
+      model=arch.model, diffusion=arch.diffusion, optim=arch.optim, train=arch.train))
 
 
 # Data ---------------------------------------------------------------------------
@@ -104,44 +244,14 @@ def cell_subsets(grid: GridData, cells: Cells):
 
 # Models -------------------------------------------------------------------------
 
-def train_config(arch, data_path: str):
-  """A `configs/train.py` config for one architecture block of the study config."""
-  cfg = common.load_config(TRAIN_CONFIG, "cpu")
-  cfg.data.update(name="array", path=data_path, num_train=-1)
-  cfg.model.name = arch.model
-  for key in ("hidden", "depth", "emb_dim", "width", "ch_mult", "num_res_blocks",
-              "attn_resolutions", "norm_groups"):
-    if key in arch:
-      cfg.model[key] = arch[key]
-  cfg.diffusion.update(parameterization=arch.parameterization, schedule=arch.schedule,
-                       sigma_data=float(arch.sigma_data), p_mean=float(arch.p_mean),
-                       p_std=float(arch.p_std))
-  cfg.optim.update(learning_rate=float(arch.learning_rate),
-                   warmup_steps=int(arch.warmup_steps))
-  steps = int(arch.num_steps)
-  log_every = min(int(arch.log_every), steps)
-  cfg.train.update(batch_size=int(arch.batch_size), num_steps=steps, log_every=log_every,
-                   checkpoint_every=log_every * max(steps // log_every, 1),
-                   ema_decay=float(arch.ema_decay), num_devices=1)
-  return cfg
-
-
-def model_denoiser(trainer, params):
-  """Canonical `denoise(x [B, *data_shape], σ [B]) -> x0` of flat `params [P]`."""
-  return trainer.param.denoiser(step_lib.net_fn(trainer, params))
-
-
-def train_grid(arch, grid: GridData, cells: Cells, image_shape=None, seed: int = 0):
+def train_grid(arch: Arch, grid: GridData, cells: Cells, image_shape=None, seed: int = 0):
   """Train every cell in one `train_many` call → `(trainer, ema [M, P], history)`."""
   x = grid.x if image_shape is None else grid.x.reshape((-1,) + tuple(image_shape))
-  with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "grid.npy")
-    np.save(path, x)
-    cfg = train_config(arch, path)
-    states, history = training.train_many(
-        cfg, seeds=[1000 * seed + i for i in range(len(cells))],
-        subsets=cell_subsets(grid, cells))
-  trainer = step_lib.make_trainer(cfg, x.shape[1:])
+  cfg = train_settings(arch)
+  states, history = training.train_many(
+      cfg, seeds=[1000 * seed + i for i in range(len(cells))],
+      subsets=cell_subsets(grid, cells), dataset=data_lib.Dataset(x, None, {}))
+  trainer = training.make_trainer(cfg, x.shape[1:])
   return trainer, states.ema, history
 
 
@@ -162,7 +272,8 @@ def stacked(make_denoiser, params):
 
 
 def network_factory(trainer):
-  return lambda p: model_denoiser(trainer, p)
+  """`params [P] -> ` the canonical denoiser of one network."""
+  return functools.partial(model_zoo.model_denoiser, trainer)
 
 
 def molrg_factory(data_shape):
@@ -184,7 +295,7 @@ def evaluate(make_denoiser, params, data_shape, grid: GridData, cells: Cells, ev
     params: pytree with leading axis M, one entry per cell.
     data_shape: per-example shape.
     grid, cells: the data and the M cells.
-    ev: the study config's `eval` block.
+    ev: the study's `Eval` settings.
     key: PRNG key (the same key gives every model the same noise).
 
   Returns:
@@ -216,8 +327,8 @@ def evaluate(make_denoiser, params, data_shape, grid: GridData, cells: Cells, ev
 
 # The study ----------------------------------------------------------------------
 
-def cell_rows(arch: str, cells: Cells, labels, score, ref_labels=None):
-  """One dict per model: cell, score error, sample fractions, regime."""
+def cell_rows(arch: str, cells: Cells, labels, score, ref_labels=None, *, level: float):
+  """One dict per model: cell, score error, sample fractions, regime (by `level`)."""
   rows = []
   for i in range(len(cells)):
     row = dict(arch=arch, r=int(cells.rank[i]), seed=int(cells.seed[i]), n=int(cells.n[i]),
@@ -228,7 +339,7 @@ def cell_rows(arch: str, cells: Cells, labels, score, ref_labels=None):
                median_support_dist=float(np.median(labels.support_dist[i])),
                median_nn_ratio=float(np.median(labels.nn_ratio[i])),
                regime=score_metrics.regime(float(labels.frac_copy[i]),
-                                           float(labels.frac_new[i])))
+                                           float(labels.frac_new[i]), level))
     if ref_labels is not None:
       row.update(exact_frac_copy=float(ref_labels.frac_copy[i]),
                  exact_frac_new=float(ref_labels.frac_new[i]))
@@ -247,11 +358,12 @@ def grid_means(rows, ranks, ns, field):
   return out
 
 
-def boundary(ns, ranks, frac):
-  """Crossings `N*(r)` of `frac [len(ns), len(ranks)]` through ½, the power-law
-  exponent of `N* ∝ r^a` (log-log least squares) and the proportional constant
-  `c` of `N* = c r` (geometric mean of `N*/r`)."""
-  n_star = np.array([score_metrics.crossing(ns, frac[:, j]) for j in range(len(ranks))])
+def boundary(ns, ranks, frac, *, level: float):
+  """Crossings `N*(r)` of `frac [len(ns), len(ranks)]` through `level`, the
+  power-law exponent of `N* ∝ r^a` (log-log least squares) and the
+  proportional constant `c` of `N* = c r` (geometric mean of `N*/r`)."""
+  n_star = np.array([score_metrics.crossing(ns, frac[:, j], level)
+                     for j in range(len(ranks))])
   ok = np.isfinite(n_star)
   r = np.asarray(ranks, float)
   expo = float(np.polyfit(np.log(r[ok]), np.log(n_star[ok]), 1)[0]) if ok.sum() >= 2 \
@@ -260,16 +372,17 @@ def boundary(ns, ranks, frac):
   return n_star, expo, c
 
 
-def summarize(rows, ranks, ns, config) -> dict:
-  """Phase-diagram matrices, boundaries and the checks of the claim."""
+def summarize(rows, ranks, ns, s: Settings) -> dict:
+  """Phase-diagram matrices, boundaries and the checks of the claim (by the
+  criteria of `s`)."""
   mats = {f: grid_means(rows, ranks, ns, f)
           for f in ("frac_new", "frac_copy", "frac_on_support", "l_score_rel", "l_score")}
-  n_gen, expo_gen, c_gen = boundary(ns, ranks, mats["frac_new"])
-  n_mem, expo_mem, c_mem = boundary(ns, ranks, 1.0 - mats["frac_copy"])
-  lo, hi = config.exponent_range
+  n_gen, expo_gen, c_gen = boundary(ns, ranks, mats["frac_new"], level=s.majority)
+  n_mem, expo_mem, c_mem = boundary(ns, ranks, 1.0 - mats["frac_copy"], level=s.majority)
+  lo, hi = s.exponent_range
   checks = dict(
-      memorizes_at_smallest_n=bool(np.all(mats["frac_copy"][0] >= 0.5)),
-      generalizes_at_largest_n=bool(np.all(mats["frac_new"][-1] >= 0.5)),
+      memorizes_at_smallest_n=bool(np.all(mats["frac_copy"][0] >= s.majority)),
+      generalizes_at_largest_n=bool(np.all(mats["frac_new"][-1] >= s.majority)),
       boundary_grows_with_r=bool(np.all(np.isfinite(n_gen)) and np.all(np.diff(n_gen) >= 0)
                                  and n_gen[-1] > n_gen[0]),
       exponent_near_one=bool(lo <= expo_gen <= hi),
@@ -281,78 +394,66 @@ def summarize(rows, ranks, ns, config) -> dict:
               reproduced=bool(all(checks.values())))
 
 
-def run(config, workdir) -> dict:
-  """Train, sample and measure the grid; write metrics.json, cells.csv, figures,
-  report.md."""
-  workdir = common.start(workdir, config)
+def measure(s: Settings, ctx) -> dict:
+  """Train, sample and measure the grid; writes cells.csv, returns the metrics."""
   t_start = time.time()
-  key = jax.random.key(int(config.seed))
-  ranks, ns = [int(r) for r in config.ranks], [int(n) for n in config.ns]
-  unet_pairs = [tuple(int(v) for v in c) for c in config.unet.cells] \
-      if config.unet.enabled else []
+  key = jax.random.key(int(s.seed))
+  ranks, ns = [int(r) for r in s.ranks], [int(n) for n in s.ns]
+  unet_pairs = [tuple(int(v) for v in c) for c in s.unet.cells] if s.unet.enabled else []
   grid = make_grid_data(sorted(set(ranks) | {r for r, _ in unet_pairs}),
-                        int(config.num_seeds), max(ns + [n for _, n in unet_pairs]),
-                        dim=int(config.dim), num_components=int(config.num_components),
-                        seed=int(config.seed))
-  progress = common.Progress("molrg_networks", 3 + 2 * bool(unet_pairs))
+                        int(s.num_seeds), max(ns + [n for _, n in unet_pairs]),
+                        dim=int(s.dim), num_components=int(s.num_components),
+                        seed=int(s.seed))
+  progress = ctx.progress(3 + 2 * bool(unet_pairs))
   timings = {}
 
-  cells = make_cells(grid, [(r, n) for r in ranks for n in ns], int(config.num_seeds))
+  cells = make_cells(grid, [(r, n) for r in ranks for n in ns], int(s.num_seeds))
   t0 = time.time()
-  trainer, ema, history = train_grid(config.mlp, grid, cells, seed=int(config.seed))
+  trainer, ema, history = train_grid(s.mlp, grid, cells, seed=int(s.seed))
   timings["mlp_train"] = time.time() - t0
   progress.step(f"trained {len(cells)} MLPs")
   t0 = time.time()
   k_eval = jax.random.fold_in(key, 1)
   labels, score = evaluate(network_factory(trainer), ema, trainer.data_shape, grid, cells,
-                           config.eval, k_eval)
+                           s.eval, k_eval)
   timings["mlp_eval"] = time.time() - t0
   progress.step("sampled and scored the MLPs")
-  flat = (int(config.dim),)
+  flat = (int(s.dim),)
   ref_labels, ref_score = evaluate(molrg_factory(flat), jnp.asarray(grid.bases[cells.block]),
-                                   flat, grid, cells, config.eval, k_eval)
+                                   flat, grid, cells, s.eval, k_eval)
   progress.step("exact MoLRG reference")
-  rows = cell_rows("mlp", cells, labels, score, ref_labels)
+  rows = cell_rows("mlp", cells, labels, score, ref_labels, level=s.majority)
   profiles = dict(mlp=dict(sigmas=np.asarray(score.sigmas[0]).tolist(),
                            rel=np.asarray(score.rel_per_sigma).tolist()))
   examples = _example_labels(cells, labels, ref_labels, ranks, ns)
 
   unet_rows = []
   if unet_pairs:
-    ucells = make_cells(grid, unet_pairs, int(config.unet.num_seeds))
+    ucells = make_cells(grid, unet_pairs, int(s.unet.num_seeds))
     t0 = time.time()
-    utrainer, uema, _ = train_grid(config.unet, grid, ucells,
-                                   image_shape=tuple(config.image_shape),
-                                   seed=int(config.seed))
+    utrainer, uema, _ = train_grid(s.unet, grid, ucells, image_shape=tuple(s.image_shape),
+                                   seed=int(s.seed))
     timings["unet_train"] = time.time() - t0
     progress.step(f"trained {len(ucells)} U-Nets")
     t0 = time.time()
     ulabels, uscore = evaluate(network_factory(utrainer), uema, utrainer.data_shape, grid,
-                               ucells, config.eval, k_eval)
+                               ucells, s.eval, k_eval)
     timings["unet_eval"] = time.time() - t0
-    unet_rows = cell_rows("unet", ucells, ulabels, uscore)
+    unet_rows = cell_rows("unet", ucells, ulabels, uscore, level=s.majority)
     profiles["unet"] = dict(rel=np.asarray(uscore.rel_per_sigma).tolist())
     progress.step("sampled and scored the U-Nets")
 
-  summary = summarize(rows, ranks, ns, config)
+  summary = summarize(rows, ranks, ns, s)
   summary["score_order_every_sigma"] = _score_order(rows, profiles["mlp"]["rel"], ranks, ns)
   summary["reference"] = dict(
       max_l_score_rel=float(np.max(ref_score.l_score_rel)),
       min_frac_new=float(np.min(ref_labels.frac_new)),
       max_frac_copy=float(np.max(ref_labels.frac_copy)))
   summary["unet"] = _unet_summary(unet_rows, rows)
-  io.save_csv(workdir / "cells.csv", rows + unet_rows)
-  seconds = time.time() - t_start
-  metrics = dict(summary, timings=timings, seconds=seconds,
-                 final_train_loss=history[-1]["loss"] if history else None,
-                 profiles=profiles, examples=examples, cells=rows + unet_rows)
-  io.save_json(workdir / "metrics.json", metrics)
-  report_lib.phase_figure(workdir / "phase_diagram.png", config, ranks, ns, summary)
-  report_lib.detail_figure(workdir / "details.png", config, profiles, examples, rows, unet_rows)
-  report_lib.report(workdir, config, summary, rows, unet_rows, timings, len(cells))
-  logging.info("molrg_networks: %s in %.0fs", "reproduced" if summary["reproduced"]
-               else "differs", seconds)
-  return metrics
+  io.save_csv(ctx.workdir / "cells.csv", rows + unet_rows)
+  return dict(summary, timings=timings, seconds=time.time() - t_start,
+              final_train_loss=history[-1]["loss"] if history else None,
+              profiles=profiles, examples=examples, cells=rows + unet_rows)
 
 
 def _score_order(rows, rel, ranks, ns) -> bool:
@@ -388,3 +489,63 @@ def _unet_summary(unet_rows, mlp_rows) -> dict:
     agree += mlp_regime == u["regime"]
     cells.append(dict(r=u["r"], n=u["n"], seed=u["seed"], unet=u["regime"], mlp=mlp_regime))
   return dict(cells=cells, agree=int(agree), total=len(unet_rows))
+
+
+# Verdicts and report -------------------------------------------------------------
+
+_SOURCE = ("low-dim talk, \"Phase transition from memorization to generalization\" "
+           "(docs/theory.md §4–§5)")
+
+
+def _column(matrix, row):
+  return [float(v) for v in np.asarray(matrix, float)[row]]
+
+
+def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
+  """One verdict per check of the claim (`metrics["checks"]`, by the criteria of `s`)."""
+  chk, mats = metrics["checks"], metrics["matrices"]
+  ranks, ns = list(s.ranks), list(s.ns)
+  lo, hi = s.exponent_range
+  n_gen = [float(v) for v in metrics["n_star_generalize"]]
+  claims = dict(
+      memorizes_at_smallest_n=(
+          "Trained on few samples, the model memorizes: most of its samples copy "
+          "training points, for every rank r.",
+          f"fraction of copies (d1/d2 < {s.eval.copy_ratio:.3g}) ≥ {s.majority:g} at "
+          f"N = {ns[0]} for every r in {ranks}",
+          dict(n=ns[0], frac_copy=_column(mats["frac_copy"], 0))),
+      generalizes_at_largest_n=(
+          "Trained on many samples, the model generalizes: most of its samples are new "
+          "points on the union of subspaces, for every rank r.",
+          f"fraction of new samples (on support: dist/‖x‖ < {s.eval.support_tol:g}, not "
+          f"a copy) ≥ {s.majority:g} at N = {ns[-1]} for every r in {ranks}",
+          dict(n=ns[-1], frac_new=_column(mats["frac_new"], -1))),
+      boundary_grows_with_r=(
+          "The boundary N*(r) between memorization and generalization grows with r.",
+          f"N*(r), where the fraction of new samples reaches {s.majority:g}, exists for "
+          f"every r, never falls with r and N*({ranks[-1]}) > N*({ranks[0]})",
+          dict(n_star=n_gen)),
+      exponent_near_one=(
+          "The boundary lies along N ∝ r.",
+          f"fitted N* ∝ r^a has a in [{lo:g}, {hi:g}]",
+          dict(a=float(metrics["exponent_generalize"]), c=float(metrics["c_generalize"]))),
+      score_error_falls_with_n=(
+          "The learned score approaches the true MoLRG score as N grows.",
+          f"relative L_score at N = {ns[-1]} below N = {ns[0]}'s, for every r",
+          dict(l_score_rel_smallest_n=_column(mats["l_score_rel"], 0),
+               l_score_rel_largest_n=_column(mats["l_score_rel"], -1))))
+  return [verdicts_lib.judge(bool(chk[k]), claim=claim, criterion=criterion,
+                             measured=measured, source=_SOURCE)
+          for k, (claim, criterion, measured) in claims.items()]
+
+
+def render(s: Settings, metrics: dict, workdir) -> None:
+  """phase_diagram.png, details.png and report.md from the metrics."""
+  workdir = pathlib.Path(workdir)
+  ranks, ns = list(s.ranks), list(s.ns)
+  rows = [c for c in metrics["cells"] if c["arch"] == "mlp"]
+  unet_rows = [c for c in metrics["cells"] if c["arch"] == "unet"]
+  report_lib.phase_figure(workdir / "phase_diagram.png", s, ranks, ns, metrics)
+  report_lib.detail_figure(workdir / "details.png", s, metrics["profiles"],
+                           metrics["examples"], rows, unet_rows)
+  report_lib.report(workdir, s, metrics, rows, unet_rows)

@@ -63,7 +63,8 @@ def model_subsets(cfg, n_total: int, num_models: int, subset_seeds=None, subsets
 
 def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1),
                subset_seeds: Sequence[int] | None = None,
-               subsets: Sequence[np.ndarray] | None = None):
+               subsets: Sequence[np.ndarray] | None = None,
+               dataset: data_lib.Dataset | None = None):
   """Train `M = len(seeds)` models of one architecture at once, on one device.
 
   Args:
@@ -72,13 +73,18 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
     seeds: one init/noise seed per model.
     subset_seeds: optional, one data-subset seed per model (N = cfg.data.num_train).
     subsets: optional explicit index arrays per model (sizes may differ).
+    dataset: optional rows held in memory, used instead of loading `cfg.data`
+      (checked against the settings as a loaded one is).
 
   Returns:
     `(states, history)`: `TrainState` with leading axis M, per-chunk metrics
     (`loss_per_model` lists the M losses).
   """
   config_lib.check_config(cfg)
-  dataset = loop.prepare(cfg, 1)
+  if dataset is None:
+    dataset = loop.prepare(cfg, 1)
+  else:
+    config_lib.check_against_data(cfg, dataset, 1)
   m = len(seeds)
   if m < 1:
     raise ValueError("train_many needs at least one seed.")
