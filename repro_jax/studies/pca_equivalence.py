@@ -1,9 +1,11 @@
 """PCA equivalence and the N = r phase transition of the K = 1 denoiser.
 
-Low-dim talk, "Equivalence to PCA" (THEORY.md §4): training
-`x_U(x_t, t) = α/(α² + β²) U Uᵀ x_t` with orthonormal U on N samples of
-`N(0, U_g U_gᵀ)` is PCA, `max ‖Uᵀ Y‖_F²`, so the trained `U⋆` satisfies
-`‖U⋆U⋆ᵀ − U_g U_gᵀ‖_F < δ` if N ≥ r and `≥ sqrt(r − N) − δ` if N < r.
+Low-dim talk, "Equivalence to PCA" (docs/theory.md §4.6): training
+`x_U(x_t, t) = α/(α² + β²) U Uᵀ x_t` with orthonormal `U [D, r]` on N samples
+`Y [N, D]` of `N(0, U_g U_gᵀ)` is PCA, `max ‖Y U‖_F²`, so the trained `U⋆`
+satisfies `‖U⋆U⋆ᵀ − U_g U_gᵀ‖_F < δ` if N ≥ r and `≥ sqrt(r − N) − δ` if N < r.
+Noise convention: `x_t = α x0 + β ε` with `α = s(t)`, `β = s(t) σ(t)` of the
+schedule (docs/theory.md §0.1).
 
 The whole (seed, N, r) grid is trained by one `lowrank.train_grid` call.  The
 PCA reference is a float64 SVD on the host (with N = r, `σ_r(Y)` can be so
@@ -12,6 +14,7 @@ small that a float32 SVD is the less accurate of the two).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import pathlib
 import time
@@ -21,23 +24,109 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import plotting
-from repro_jax.lowrank import clustering
 from repro_jax import io
+from repro_jax import plotting
+from repro_jax import settings as settings_lib
+from repro_jax.lowrank import clustering
 from repro_jax.lowrank import model as lowrank
 from repro_jax.lowrank import molrg_grid
-from repro_jax.studies import common
+from repro_jax.studies import verdicts as verdicts_lib
+
+SOURCE = "low-dim talk [L], \"Equivalence to PCA\"; docs/theory.md §4.6"
 
 
-def train_config(config, **overrides) -> lowrank.TrainConfig:
-  fields = {f.name for f in dataclasses.fields(lowrank.TrainConfig)}
-  kw = {k: v for k, v in config.train.items() if k in fields}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Train:
+  """The phase diagram's optimizer (fields of `lowrank.TrainConfig`): exact E_ε,
+  t averaged over a grid, float64, Riemannian-preconditioned Nesterov SGD,
+  because the N = r cells are ill-conditioned."""
+  objective: str = "expected"
+  steps: int = 200
+  learning_rate: float = 0.5
+  optimizer: str = "sgd"
+  momentum: float = 0.9
+  schedule: str = "vp"
+  t_min: float = 0.01
+  t_max: float = 0.5
+  num_t: int = 8
+  precondition: bool = True
+  precondition_damping: float = 1e-8
+  max_grad_norm: float | None = 0.3
+
+
+# Other ways of training, run on a few cells (`variant_ranks` × `variant_ns`).
+TRAINING_VARIANTS = ("single_t", "mc_model", "mc_ambient")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+  """The grid, the optimizers and the criteria (declared before measuring)."""
+  seed: int = 0
+  dim: int = 48                                 # D, as in the low-dim talk
+  ranks: tuple[int, ...] = tuple(range(1, 17))  # r of the phase diagram
+  ns: tuple[int, ...] = tuple(range(1, 25))     # N of the phase diagram
+  num_seeds: int = 3
+  curve_ranks: tuple[int, ...] = (2, 4, 8, 12, 16)
+  threshold: float = 0.5           # success: ‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F below this
+  pca_tolerance: float = 1e-3      # the claim: ‖U⋆U⋆ᵀ − PCA‖_F ≤ this when N ≥ r (δ)
+  float64: bool = True             # N = r cells: σ_r(Y)² can be 1e-6 σ_1(Y)², below float32
+  train: Train = Train()
+  # Whole grid again: plain Riemannian SGD in float32 (no preconditioning).
+  plain_sgd: bool = True
+  plain_learning_rate: float = 1.0
+  # Variants on a few cells: one t only, and sampled (t, ε) SGD, ε drawn in
+  # the model's coordinates or in R^D (names in TRAINING_VARIANTS).
+  variants: tuple[str, ...] = TRAINING_VARIANTS
+  variant_ranks: tuple[int, ...] = (4, 8)
+  variant_ns: tuple[int, ...] = (2, 6, 12, 16)
+  single_t: float = 0.1
+  mc_steps: int = 1000
+  mc_learning_rate: float = 0.3
+  mc_noise_per_point: int = 8
+  # Criteria.
+  boundary_level: float = 0.5      # the boundary N*(r): smallest N with success rate ≥ this
+  # N < r: the bound sqrt(r − N) − δ holds w.h.p., i.e. in at least this fraction of cells.
+  min_fraction_above_bound: float = 0.95
+  min_success_rate_n_ge_r: float = 1.0   # the transition: every N ≥ r cell recovers U_g
+  max_success_rate_n_lt_r: float = 0.0   # … and no N < r cell does
+
+  def __post_init__(self):
+    unknown = sorted(set(self.variants) - set(TRAINING_VARIANTS))
+    if unknown:
+      raise ValueError(f"unknown training variant(s) {unknown}; known: "
+                       f"{', '.join(TRAINING_VARIANTS)}.")
+
+
+VARIANTS = ("cpu", "smoke", "paper")
+_VARIANTS = {
+    "cpu": {},
+    "smoke": dict(dim=12, ranks=(1, 2, 3, 4), ns=(1, 2, 3, 4, 5, 6), num_seeds=2,
+                  curve_ranks=(2, 4), train=dict(steps=100), plain_sgd=False,
+                  variants=(),               # covered by tests/test_lowrank.py
+                  variant_ranks=(2,), variant_ns=(1, 4), mc_steps=300),
+    "paper": dict(dim=96, ranks=tuple(range(1, 33)), ns=tuple(range(1, 49)), num_seeds=10,
+                  curve_ranks=(2, 4, 8, 16, 24, 32), train=dict(steps=500), mc_steps=5000),
+}
+
+
+def settings(variant: str = "cpu") -> Settings:
+  """`cpu` (default, about half a minute), `smoke` (seconds) or `paper` (D = 96,
+  r ≤ 32, N ≤ 48, 10 seeds)."""
+  if variant not in _VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+  return settings_lib.override(Settings(), _VARIANTS[variant])
+
+
+def train_config(train, num_components: int = 1, **overrides) -> lowrank.TrainConfig:
+  """`lowrank.TrainConfig` from a study's training block (a settings dataclass
+  whose fields are `TrainConfig` fields), with `overrides`."""
+  kw = {f.name: getattr(train, f.name) for f in dataclasses.fields(train)}
   kw.update(overrides)
-  return lowrank.TrainConfig(num_components=1, **kw)
+  return lowrank.TrainConfig(num_components=num_components, **kw)
 
 
 def pca64(data, n, r):
-  """Top-r left singular vectors of the first n rows, float64, `[D, r]`."""
+  """Top-r left singular vectors of the first n rows of `data [N, D]`, float64, `[D, r]`."""
   u, _, _ = np.linalg.svd(np.asarray(data[:n], np.float64).T, full_matrices=True)
   return u[:, :r]
 
@@ -46,7 +135,7 @@ def _dist64(u, v):
   return float(np.linalg.norm(u @ u.T - v @ v.T))
 
 
-def measure(grid: molrg_grid.Grid, bases) -> list[dict]:
+def cell_distances(grid: molrg_grid.Grid, bases) -> list[dict]:
   """Per-cell distances (float64 on the host).  `bases [C, 1, D, R_max]`."""
   rows = []
   bases = np.asarray(bases[:, 0], np.float64)
@@ -69,6 +158,20 @@ def measure(grid: molrg_grid.Grid, bases) -> list[dict]:
   return rows
 
 
+def load_rows(path) -> list[dict]:
+  """The rows of a csv that `io.save_csv` wrote: integers as int, other numbers
+  (nan included) as float, anything else as text."""
+  def value(v):
+    for kind in (int, float):
+      try:
+        return kind(v)
+      except ValueError:
+        pass
+    return v
+  with open(path, newline="") as f:
+    return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def random_completion(n, r, d):
   """E‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F² ≈ 2(r − N)(1 − (r − N)/(D − N)) when N < r and the
   r − N directions outside span(Y) stay uniformly random (the loss is flat
@@ -79,6 +182,9 @@ def random_completion(n, r, d):
 
 def fit_boundary(ns, rs, rate, level=0.5):
   """Smallest N with success rate ≥ level, for each r; and its least-squares line.
+
+  Args:
+    ns: `[len(ns)]` sample sizes; rs: `[len(rs)]` ranks; rate: `[len(ns), len(rs)]`.
 
   Returns `(n_star [len(rs)] (nan where never reached), slope, intercept)`.
   """
@@ -104,49 +210,48 @@ def train(grid, keys, cfg, float64):
     return jax.block_until_ready(res)
 
 
-def _variants(config, key):
+def _training_variants(s: Settings, key):
   """Single-t and fully sampled (t, ε ∈ R^D) training on a few cells."""
-  if not config.variants:
+  if not s.variants:
     return {}
-  grid = molrg_grid.molrg_grid(key, range(config.num_seeds), config.variant_ns,
-                            config.variant_ranks, dim=config.dim)
-  keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(key, 1), s))(grid.seed)
+  grid = molrg_grid.molrg_grid(key, range(s.num_seeds), s.variant_ns, s.variant_ranks,
+                               dim=s.dim)
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(grid.seed)
   out = {}
-  mc = dict(objective="mc", steps=config.mc_steps, learning_rate=config.mc_learning_rate,
-            precondition=False, max_grad_norm=None, noise_per_point=config.mc_noise_per_point)
+  mc = dict(objective="mc", steps=s.mc_steps, learning_rate=s.mc_learning_rate,
+            precondition=False, max_grad_norm=None, noise_per_point=s.mc_noise_per_point)
   known = {
       "single_t": ("expected, single t",
-                   train_config(config, single_t=config.single_t), config.float64),
+                   train_config(s.train, single_t=s.single_t), s.float64),
       "mc_model": ("Monte Carlo t, ε as Uᵀε ~ N(0, I) (float32, plain SGD)",
-                   train_config(config, noise_space="model", **mc), False),
+                   train_config(s.train, noise_space="model", **mc), False),
       "mc_ambient": ("Monte Carlo t, ε ∈ R^D (float32, plain SGD)",
-                     train_config(config, noise_space="ambient", **mc), False),
+                     train_config(s.train, noise_space="ambient", **mc), False),
   }
-  variants = {known[v][0]: known[v][1:] for v in config.variants}
+  variants = {known[v][0]: known[v][1:] for v in s.variants}
   for name, (cfg, f64) in variants.items():
     t0 = time.time()
     res = train(grid, keys, cfg, f64)
-    out[name] = dict(rows=measure(grid, res.bases), seconds=time.time() - t0)
+    out[name] = dict(rows=cell_distances(grid, res.bases), seconds=time.time() - t0)
     logging.info("variant %s: %.1fs", name, time.time() - t0)
   return out
 
 
-def run(config, workdir) -> dict:
-  """Train the grid; write metrics.json, cells.csv, figures and report.md."""
-  workdir = common.start(workdir, config)
+def measure(s: Settings, ctx) -> dict:
+  """Train the grid (and its variants); writes cells.csv, returns the aggregates."""
   t_start = time.time()
-  key = jax.random.PRNGKey(config.seed)
-  ns, rs = np.asarray(config.ns), np.asarray(config.ranks)
-  grid = molrg_grid.molrg_grid(jax.random.fold_in(key, 0), range(config.num_seeds), ns, rs,
-                            dim=config.dim)
-  cfg = train_config(config)
-  keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(key, 1), s))(grid.seed)
-  progress = common.Progress("pca_equivalence", 3 + bool(config.plain_sgd))
+  key = jax.random.PRNGKey(s.seed)
+  ns, rs = np.asarray(s.ns), np.asarray(s.ranks)
+  grid = molrg_grid.molrg_grid(jax.random.fold_in(key, 0), range(s.num_seeds), ns, rs,
+                               dim=s.dim)
+  cfg = train_config(s.train)
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(grid.seed)
+  progress = ctx.progress(2 + bool(s.plain_sgd))
   t0 = time.time()
-  res = train(grid, keys, cfg, config.float64)
+  res = train(grid, keys, cfg, s.float64)
   grid_seconds = time.time() - t0
   progress.step(f"{len(grid.n)} cells trained in {grid_seconds:.1f}s")
-  rows = measure(grid, res.bases)
+  rows = cell_distances(grid, res.bases)
   # A float32 SVD of Y, to show why the reference is float64.
   pca32 = jax.vmap(lowrank.pca_basis)(grid.data, grid.mask, grid.rank_mask)
   d32 = np.asarray(jax.vmap(clustering.projection_distance)(
@@ -155,31 +260,30 @@ def run(config, workdir) -> dict:
     row["dist_pca_float32_svd"] = float(d) if row["n"] >= row["r"] else float("nan")
   # The same grid with plain Riemannian SGD in float32.
   plain_seconds = None
-  if config.plain_sgd:
-    plain_cfg = train_config(config, precondition=False, max_grad_norm=None,
-                             learning_rate=config.plain_learning_rate)
+  if s.plain_sgd:
+    plain_cfg = train_config(s.train, precondition=False, max_grad_norm=None,
+                             learning_rate=s.plain_learning_rate)
     t0 = time.time()
-    plain = measure(grid, train(grid, keys, plain_cfg, False).bases)
+    plain = cell_distances(grid, train(grid, keys, plain_cfg, False).bases)
     plain_seconds = time.time() - t0
     for row, p in zip(rows, plain):
       row["dist_pca_plain_sgd_float32"] = p["dist_pca"]
       row["dist_truth_plain_sgd_float32"] = p["dist_truth"]
     progress.step(f"plain SGD in float32: {plain_seconds:.1f}s")
-  io.save_csv(workdir / "cells.csv", rows)
-  variants = _variants(config, jax.random.fold_in(key, 2))
+  io.save_csv(ctx.workdir / "cells.csv", rows)
+  variants = _training_variants(s, jax.random.fold_in(key, 2))
   progress.step("variants")
 
   # Aggregates.
-  s, nn, rr = (np.array([row[k] for row in rows]) for k in ("seed", "n", "r"))
+  nn, rr = (np.array([row[k] for row in rows]) for k in ("n", "r"))
   dist = np.array([row["dist_truth"] for row in rows])
-  shape = (config.num_seeds, len(ns), len(rs))
-  success = (dist < config.threshold).reshape(shape)
+  success = (dist < s.threshold).reshape(s.num_seeds, len(ns), len(rs))
   rate = success.mean(0)                                          # [N, r]
   above = nn >= rr
   dpca = np.array([row["dist_pca"] for row in rows])
   gap = np.array([row["objective_gap"] for row in rows])
   margin = dist - np.sqrt(np.maximum(rr - nn, 0))
-  n_star, slope, intercept = fit_boundary(ns, rs, rate)
+  n_star, slope, intercept = fit_boundary(ns, rs, rate, s.boundary_level)
   variant_summary = {}
   for name, v in variants.items():
     vr = v["rows"]
@@ -191,16 +295,16 @@ def run(config, workdir) -> dict:
         cells=len(vr), seconds=v["seconds"])
   cond = np.array([row["conditioning"] for row in rows])
   plain_summary = None
-  if config.plain_sgd:
+  if s.plain_sgd:
     dplain = np.array([row["dist_pca_plain_sgd_float32"] for row in rows])
-    bad = dplain[above] > config.pca_tolerance
+    bad = dplain[above] > s.pca_tolerance
     plain_summary = dict(
         seconds=plain_seconds,
         max_dist_pca_n_ge_r=float(np.max(dplain[above])),
         fraction_above_tolerance_n_ge_r=float(np.mean(bad)),
         max_conditioning_of_failures=float(np.max(cond[above][bad])) if bad.any() else None)
-  metrics = dict(
-      cells=len(rows), grid_seconds=grid_seconds, float64=bool(config.float64),
+  return dict(
+      cells=len(rows), grid_seconds=grid_seconds, float64=bool(s.float64),
       plain_sgd_float32=plain_summary,
       min_conditioning_n_ge_r=float(np.min(cond[above])),
       max_dist_pca_n_ge_r=float(np.max(dpca[above])),
@@ -208,38 +312,85 @@ def run(config, workdir) -> dict:
       max_dist_pca_float32_svd=float(np.nanmax([row["dist_pca_float32_svd"] for row in rows])),
       max_dist_truth_n_ge_r=float(np.max(dist[above])),
       min_margin_over_bound_n_lt_r=float(np.min(margin[~above])) if (~above).any() else None,
-      fraction_above_bound_n_lt_r=(float(np.mean(margin[~above] >= -config.pca_tolerance))
+      fraction_above_bound_n_lt_r=(float(np.mean(margin[~above] >= -s.pca_tolerance))
                                    if (~above).any() else None),
       max_objective_gap=float(np.max(gap)),
       max_orthonormality_error=float(max(row["orthonormality"] for row in rows)),
       success_rate_n_ge_r=float(success.reshape(-1)[above].mean()),
       success_rate_n_lt_r=float(success.reshape(-1)[~above].mean()) if (~above).any() else None,
+      success_rate=rate,
       boundary_n_star=dict(zip(map(int, rs), map(float, n_star))),
       boundary_slope=slope, boundary_intercept=intercept,
-      variants=variant_summary, train_config=dataclasses.asdict(cfg))
-  # The N < r bound holds w.h.p. (the r − N directions beyond the data are
-  # arbitrary, and could align with U_g by chance when D is small).
-  metrics["reproduced"] = bool(
-      metrics["max_dist_pca_n_ge_r"] <= config.pca_tolerance
-      and (metrics["fraction_above_bound_n_lt_r"] is None
-           or metrics["fraction_above_bound_n_lt_r"] >= 0.95)
-      and metrics["success_rate_n_ge_r"] == 1.0
-      and not metrics["success_rate_n_lt_r"])
-  _figures(workdir, config, rows, ns, rs, rate, n_star, slope, intercept)
-  progress.step("figures")
-  metrics["seconds"] = time.time() - t_start
-  io.save_json(workdir / "metrics.json", metrics)
-  _report(workdir, config, metrics, cfg)
-  return metrics
+      variants=variant_summary, train_config=dataclasses.asdict(cfg),
+      seconds=time.time() - t_start)
 
 
-def _figures(workdir, config, rows, ns, rs, rate, n_star, slope, intercept):
+def verdicts(s: Settings, m: dict) -> list[verdicts_lib.Verdict]:
+  """PCA for N ≥ r, the bound for N < r, and the transition at N = r."""
+  frac = m["fraction_above_bound_n_lt_r"]
+  bound_claim = ("For N < r the trained U⋆ stays at least sqrt(r − N) − δ from U_g "
+                 "(w.h.p.): training cannot recover what the data do not span.")
+  bound_criterion = (f"fraction of N < r cells with ‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F ≥ sqrt(r − N) − "
+                     f"{s.pca_tolerance:g} is ≥ {s.min_fraction_above_bound:g}")
+  bound_measured = dict(fraction_above_bound_n_lt_r=frac,
+                        min_margin_over_bound_n_lt_r=m["min_margin_over_bound_n_lt_r"])
+  if frac is None:     # the grid has no N < r cell
+    bound = verdicts_lib.Verdict(claim=bound_claim, verdict="not tested",
+                                 criterion=bound_criterion + " (no N < r cell)",
+                                 measured=bound_measured, source=SOURCE)
+  else:
+    bound = verdicts_lib.judge(frac >= s.min_fraction_above_bound, claim=bound_claim,
+                               criterion=bound_criterion, measured=bound_measured,
+                               source=SOURCE)
+  lt = m["success_rate_n_lt_r"]
+  return [
+      verdicts_lib.judge(
+          m["max_dist_pca_n_ge_r"] <= s.pca_tolerance,
+          claim="For N ≥ r, training the K = 1 low-rank denoiser is PCA: the trained U⋆ "
+                "spans the top-r left singular subspace of the data.",
+          criterion=f"max over N ≥ r cells of ‖U⋆U⋆ᵀ − U_pcaU_pcaᵀ‖_F (float64 PCA) "
+                    f"≤ {s.pca_tolerance:g}",
+          measured=dict(max_dist_pca_n_ge_r=m["max_dist_pca_n_ge_r"],
+                        median_dist_pca_n_ge_r=m["median_dist_pca_n_ge_r"]),
+          source=SOURCE),
+      bound,
+      verdicts_lib.judge(
+          m["success_rate_n_ge_r"] >= s.min_success_rate_n_ge_r
+          and (lt is None or lt <= s.max_success_rate_n_lt_r),
+          claim="Recovery of U_g switches on at N = r: a sharp phase transition.",
+          criterion=f"success (‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F < {s.threshold:g}) rate ≥ "
+                    f"{s.min_success_rate_n_ge_r:g} over N ≥ r cells and ≤ "
+                    f"{s.max_success_rate_n_lt_r:g} over N < r cells",
+          measured=dict(success_rate_n_ge_r=m["success_rate_n_ge_r"],
+                        success_rate_n_lt_r=lt),
+          source=SOURCE),
+  ]
+
+
+def overall(verdicts) -> str:
+  """`**reproduced**` when every verdict is, else `**not reproduced**`, and the counts."""
+  ok = all(v["verdict"] == "reproduced" for v in verdicts)
+  return (f"**{'reproduced' if ok else 'not reproduced'}** "
+          f"({verdicts_lib.summary(verdicts)})")
+
+
+def render(s: Settings, metrics: dict, workdir) -> None:
+  """pca_transition.png, pca_phase.png and report.md from the metrics and cells.csv."""
+  workdir = pathlib.Path(workdir)
+  rows = load_rows(workdir / "cells.csv")
+  _figures(workdir, s, rows, np.asarray(s.ns), np.asarray(s.ranks),
+           np.asarray(metrics["success_rate"], float), float(metrics["boundary_slope"]),
+           float(metrics["boundary_intercept"]))
+  _report(workdir, s, metrics, train_config(s.train))
+
+
+def _figures(workdir, s, rows, ns, rs, rate, slope, intercept):
   plt = plotting.pyplot()
-  d = config.dim
+  d = s.dim
   fig, ax = plt.subplots(1, 3, figsize=(18, 4.4), layout="constrained")
-  colors = plt.cm.viridis(np.linspace(0, 0.9, len(config.curve_ranks)))
+  colors = plt.cm.viridis(np.linspace(0, 0.9, len(s.curve_ranks)))
   nfine = np.linspace(min(ns), max(ns), 200)
-  for c, r in zip(colors, config.curve_ranks):
+  for c, r in zip(colors, s.curve_ranks):
     sel = [x for x in rows if x["r"] == r]
     xs = np.array(sorted({x["n"] for x in sel}))
     vals = np.array([[x["dist_truth"] for x in sel if x["n"] == n] for n in xs])
@@ -258,22 +409,22 @@ def _figures(workdir, config, rows, ns, rs, rate, n_star, slope, intercept):
   ax[1].semilogy([x["n"] - x["r"] + 0.25 for x in sel],
                  [max(x["dist_pca_float32_svd"], 1e-16) for x in sel], "x", ms=3, alpha=0.4,
                  color="gray", label="trained vs float32 SVD (reference error)")
-  ax[1].axhline(config.pca_tolerance, color="r", ls="--", lw=1, label=f"{config.pca_tolerance:g}")
+  ax[1].axhline(s.pca_tolerance, color="r", ls="--", lw=1, label=f"{s.pca_tolerance:g}")
   ax[1].set(xlabel="N − r", ylabel="‖U⋆U⋆ᵀ − U_pca U_pcaᵀ‖_F",
             title="N ≥ r: the trained U is the PCA solution", ylim=(3e-17, 10))
   ax[1].legend(fontsize=7)
   cond = np.array([x["conditioning"] for x in sel])
   ax[2].loglog(cond, [max(x["dist_pca"], 1e-16) for x in sel], "o", ms=3, alpha=0.5,
-               label="preconditioned" + (", float64" if config.float64 else ""))
-  if config.plain_sgd:
+               label="preconditioned" + (", float64" if s.float64 else ""))
+  if s.plain_sgd:
     ax[2].loglog(cond, [max(x["dist_pca_plain_sgd_float32"], 1e-16) for x in sel], "x", ms=3,
                  alpha=0.5, label="plain Riemannian SGD, float32")
-  ax[2].axhline(config.pca_tolerance, color="r", ls="--", lw=1)
+  ax[2].axhline(s.pca_tolerance, color="r", ls="--", lw=1)
   ax[2].set(xlabel="σ_r(Y)² / σ_1(Y)²  (conditioning of the cell)",
             ylabel="‖U⋆U⋆ᵀ − U_pca U_pcaᵀ‖_F", ylim=(3e-17, 10),
             title="ill-conditioned cells (N ≈ r) need preconditioning")
   ax[2].legend(fontsize=7)
-  io.save_figure(fig, pathlib.Path(workdir) / "pca_transition.png")
+  io.save_figure(fig, workdir / "pca_transition.png")
 
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   im = ax.imshow(rate.T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
@@ -283,13 +434,13 @@ def _figures(workdir, config, rows, ns, rs, rate, n_star, slope, intercept):
     ax.plot(intercept + slope * rs, rs, "w--", lw=1,
             label=f"fit: N* = {slope:.2f} r {round(intercept, 2) + 0.0:+.2f}")
   ax.set(xlabel="N (training samples)", ylabel="r (intrinsic dimension)",
-         title=f"recovery rate (‖·‖_F < {config.threshold}) over {config.num_seeds} seeds, D = {d}")
+         title=f"recovery rate (‖·‖_F < {s.threshold}) over {s.num_seeds} seeds, D = {d}")
   ax.legend(loc="upper left", fontsize=8)
   fig.colorbar(im, ax=ax, label="success rate")
-  io.save_figure(fig, pathlib.Path(workdir) / "pca_phase.png")
+  io.save_figure(fig, workdir / "pca_phase.png")
 
 
-def _report(workdir, config, m, cfg):
+def _report(workdir, s, m, cfg):
   vt = io.markdown_table(
       [dict(training=name, cells=v["cells"],
             **{"max ‖U⋆−PCA‖ (N ≥ r)": v["max_dist_pca_n_ge_r"],
@@ -298,10 +449,10 @@ def _report(workdir, config, m, cfg):
        for name, v in m["variants"].items()], fmt="{:.2e}")
   summary = io.markdown_table([
       {"quantity": "max ‖U⋆U⋆ᵀ − U_pcaU_pcaᵀ‖_F, N ≥ r (float64 PCA)",
-       "measured": m["max_dist_pca_n_ge_r"], "claim": f"≤ {config.pca_tolerance:g}"},
+       "measured": m["max_dist_pca_n_ge_r"], "claim": f"≤ {s.pca_tolerance:g}"},
       {"quantity": "median of the same", "measured": m["median_dist_pca_n_ge_r"], "claim": ""},
       {"quantity": "min over N < r of ‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F − sqrt(r − N)",
-       "measured": m["min_margin_over_bound_n_lt_r"], "claim": f"≥ −{config.pca_tolerance:g} w.h.p."},
+       "measured": m["min_margin_over_bound_n_lt_r"], "claim": f"≥ −{s.pca_tolerance:g} w.h.p."},
       {"quantity": "fraction of N < r cells with distance ≥ sqrt(r − N) − δ",
        "measured": m["fraction_above_bound_n_lt_r"], "claim": "≈ 1"},
       {"quantity": "success rate, N ≥ r", "measured": m["success_rate_n_ge_r"], "claim": "1"},
@@ -312,8 +463,8 @@ def _report(workdir, config, m, cfg):
        "measured": m["max_objective_gap"], "claim": "0"},
   ], fmt="{:.3g}")
   variants_text = "" if not vt else (
-      f"Other ways of training (cells r ∈ {list(config.variant_ranks)}, "
-      f"N ∈ {list(config.variant_ns)}):\n\n{vt}\n"
+      f"Other ways of training (cells r ∈ {list(s.variant_ranks)}, "
+      f"N ∈ {list(s.variant_ns)}):\n\n{vt}\n"
       "Training at a single t reaches the same subspace, as the theorem says it "
       "should (every t gives the PCA objective up to a positive factor). With "
       "sampled t and ε the gradient is exact in expectation; drawn as `Uᵀε` "
@@ -321,33 +472,33 @@ def _report(workdir, config, m, cfg):
       "converges like the closed form, while drawn in R^D it carries the "
       "variance of the part of ε orthogonal to U, and plain SGD is still that far "
       "from the PCA subspace after "
-      f"{config.mc_steps} steps.\n\n")
+      f"{s.mc_steps} steps.\n\n")
   ps = m["plain_sgd_float32"]
   plain_text = "" if ps is None else f"""**Why the preconditioning.** With N = r the r-th singular value of Y can be tiny
 (here σ_r²/σ_1² down to {m['min_conditioning_n_ge_r']:.0e}), and gradient descent moves
 along that direction at a speed ∝ σ_r². The same grid trained by plain Riemannian
-SGD in float32 (no preconditioning, rate {config.plain_learning_rate}, {cfg.steps} steps,
-{ps['seconds']:.1f} s) misses the {config.pca_tolerance:g} tolerance in
+SGD in float32 (no preconditioning, rate {s.plain_learning_rate}, {cfg.steps} steps,
+{ps['seconds']:.1f} s) misses the {s.pca_tolerance:g} tolerance in
 {ps['fraction_above_tolerance_n_ge_r']:.1%} of the N ≥ r cells (worst
 {ps['max_dist_pca_n_ge_r']:.2f}), all with σ_r²/σ_1² ≤ {ps['max_conditioning_of_failures'] or 0:.0e}
 (right panel): an optimization limit, not a failure of the equivalence. Below
 ~1e-6 a float32 loss cannot even resolve the direction, hence float64.
 """
-  ok_pca = m["max_dist_pca_n_ge_r"] <= config.pca_tolerance
+  ok_pca = m["max_dist_pca_n_ge_r"] <= s.pca_tolerance
   pca_sentence = (
       f"for every N ≥ r the trained U⋆ {'equals' if ok_pca else 'does not always equal'} "
-      f"the PCA solution within {config.pca_tolerance:g} (worst {m['max_dist_pca_n_ge_r']:.1e}, "
+      f"the PCA solution within {s.pca_tolerance:g} (worst {m['max_dist_pca_n_ge_r']:.1e}, "
       f"median {m['median_dist_pca_n_ge_r']:.1e}) and recovers U_g in "
       f"{m['success_rate_n_ge_r']:.0%} of those cells, against {m['success_rate_n_lt_r'] or 0:.0%} "
       "of the N < r cells.")
   frac = m["fraction_above_bound_n_lt_r"]
   bound_sentence = ("" if frac is None else
                     f"For N < r, {frac:.1%} of the cells keep ‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F ≥ sqrt(r − N) − "
-                    f"{config.pca_tolerance:g} (worst margin {m['min_margin_over_bound_n_lt_r']:+.3f}; "
+                    f"{s.pca_tolerance:g} (worst margin {m['min_margin_over_bound_n_lt_r']:+.3f}; "
                     "the theorem's bound holds w.h.p., since the directions U⋆ adds beyond the "
                     "data can meet U_g by chance when r − N is not small next to D − N).")
-  m = dict(m, boundary_intercept=round(m["boundary_intercept"], 2) + 0.0)
-  text = f"""## PCA equivalence of the K = 1 denoiser (low-dim talk; THEORY.md §4)
+  slope, intercept = float(m["boundary_slope"]), round(float(m["boundary_intercept"]), 2) + 0.0
+  text = f"""## PCA equivalence of the K = 1 denoiser (low-dim talk; docs/theory.md §4.6)
 
 **Claim.** Training `x_U(x_t, t) = α/(α²+β²) U Uᵀ x_t` (U orthonormal) on
 N samples of `N(0, U_g U_gᵀ)`, `U_g ∈ O^{{D×r}}`, solves PCA: the trained U⋆
@@ -355,8 +506,8 @@ is the top-r left singular subspace of the data, so
 `‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F < δ` if N ≥ r and `≥ sqrt(r − N) − δ` if N < r — a phase
 transition at N = r.
 
-**Set-up.** D = {config.dim}, r ∈ {{{min(config.ranks)}…{max(config.ranks)}}},
-N ∈ {{{min(config.ns)}…{max(config.ns)}}}, {config.num_seeds} seeds (nested data per
+**Set-up.** D = {s.dim}, r ∈ {{{min(s.ranks)}…{max(s.ranks)}}},
+N ∈ {{{min(s.ns)}…{max(s.ns)}}}, {s.num_seeds} seeds (nested data per
 seed): {m['cells']} cells trained by **one** jitted `vmap` (`lowrank.train_grid`,
 {m['grid_seconds']:.1f} s including compilation). Loss: the x0 loss
 `E_t E_ε ‖x_U(α_t x0 + β_t ε) − x0‖²` ({cfg.schedule.upper()} schedule, α = s,
@@ -366,8 +517,8 @@ seed): {m['cells']} cells trained by **one** jitted `vmap` (`lowrank.train_grid`
 Riemannian gradient, right-preconditioned by `(UᵀSU + {cfg.precondition_damping:g} I)⁻¹`
 (S the data scatter over its top eigenvalue), each step followed by a **polar
 retraction** (Newton–Schulz); {'float64' if m['float64'] else 'float32'}. Rank r lives in
-an R = {max(config.ranks)} column array whose extra columns are held at zero. Reference
-PCA: float64 SVD. Success: distance < {config.threshold}.
+an R = {max(s.ranks)} column array whose extra columns are held at zero. Reference
+PCA: float64 SVD. Success: distance < {s.threshold}.
 
 ![transition](pca_transition.png)
 
@@ -375,13 +526,14 @@ PCA: float64 SVD. Success: distance < {config.threshold}.
 
 {summary}
 {plain_text}
-{variants_text}**Verdict.** {common.verdict(m['reproduced'])}: {pca_sentence} The success
-boundary fitted from the heatmap is N* = {m['boundary_slope']:.2f} r
-{m['boundary_intercept']:+.2f} (claim: N* = r). {bound_sentence} The distances sit on
+{variants_text}{verdicts_lib.table(m["verdicts"])}
+**Verdict.** {overall(m["verdicts"])}: {pca_sentence} The success
+boundary fitted from the heatmap (smallest N with success rate ≥ {s.boundary_level:g}) is
+N* = {slope:.2f} r {intercept:+.2f} (claim: N* = r). {bound_sentence} The distances sit on
 the dotted "random completion" curve: U⋆ contains the N-dimensional span of the
 data, and its r − N other directions, along which the loss is flat, stay where the
 random initialization put them. A float32 SVD of Y is itself a worse PCA reference
 (up to {m['max_dist_pca_float32_svd']:.1e} from U⋆) when σ_r(Y) is tiny, hence the
 float64 reference.
 """
-  io.write_text(pathlib.Path(workdir) / "report.md", text)
+  io.write_text(workdir / "report.md", text)

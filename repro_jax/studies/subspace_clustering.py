@@ -1,10 +1,12 @@
 """Subspace clustering: the trained K > 1 mixture denoiser vs K-subspaces.
 
-Low-dim talk, "Equivalence to subspace clustering" (THEORY.md §4): training
-`x_θ = α/(α²+β²) Σ_k w_k(θ; x_t) U_k U_kᵀ x_t` ([U_1 … U_K] orthonormal) on a
-MoLRG sample is the subspace-clustering problem
-`max (1/N) Σ_k Σ_{i∈C_k} ‖U_kᵀ x_i‖²`, and the samples needed grow linearly
-with the intrinsic dimension r, not with the ambient D.
+Low-dim talk, "Equivalence to subspace clustering" (docs/theory.md §4.7):
+training `x_θ = α/(α²+β²) Σ_k w_k(θ; x_t) U_k U_kᵀ x_t` (`U_k [D, r]`,
+`[U_1 … U_K]` orthonormal) on a MoLRG sample `x_i [D]` is the
+subspace-clustering problem `max (1/N) Σ_k Σ_{i∈C_k} ‖U_kᵀ x_i‖²`, and the
+samples needed grow linearly with the intrinsic dimension r, not with the
+ambient D.  Noise convention: `x_t = α x0 + β ε` with `α = s(t)`,
+`β = s(t) σ(t)` of the schedule (docs/theory.md §0.1).
 
 For each (K, D) the whole (seed, N, r) grid is trained by one
 `lowrank.train_grid` call and clustered by one `clustering.k_subspaces_grid`
@@ -21,25 +23,98 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import plotting
-from repro_jax.lowrank import clustering
 from repro_jax import io
+from repro_jax import plotting
+from repro_jax import settings as settings_lib
+from repro_jax.lowrank import clustering
 from repro_jax.lowrank import model as lowrank
 from repro_jax.lowrank import molrg_grid
-from repro_jax.studies import common
+from repro_jax.studies import verdicts as verdicts_lib
 from repro_jax.studies.pca_equivalence import fit_boundary
+from repro_jax.studies.pca_equivalence import load_rows
+from repro_jax.studies.pca_equivalence import overall
+from repro_jax.studies.pca_equivalence import train_config
+
+SOURCE = "low-dim talk [L], \"Equivalence to subspace clustering\"; docs/theory.md §4.7"
 
 
-def train_config(config, k, **overrides) -> lowrank.TrainConfig:
-  fields = {f.name for f in dataclasses.fields(lowrank.TrainConfig)}
-  kw = {name: v for name, v in config.train.items() if name in fields}
-  kw.update(overrides)
-  return lowrank.TrainConfig(num_components=k, **kw)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Train:
+  """The mixture denoiser's optimizer (fields of `lowrank.TrainConfig`): Monte
+  Carlo t and ε, ε drawn in the model's coordinates, seeded initialization."""
+  objective: str = "mc"
+  noise_space: str = "model"
+  noise_per_point: int = 2
+  steps: int = 200
+  learning_rate: float = 0.1
+  optimizer: str = "sgd"
+  momentum: float = 0.9
+  schedule: str = "vp"
+  t_min: float = 0.01
+  t_max: float = 0.1
+  init: str = "seeded"
+  restarts: int = 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+  """The panels, the optimizers and the criteria (declared before measuring)."""
+  seed: int = 0
+  ks: tuple[int, ...] = (2, 3)                 # K of the phase diagrams
+  dims: tuple[int, ...] = (48, 96)             # D: the talk's 48, and twice it
+  ranks: tuple[int, ...] = (2, 4, 6, 8)        # r (every component)
+  ns: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12)   # N per component
+  num_seeds: int = 3
+  threshold: float = 0.5           # success: min_π max_k ‖P_k − P_g,π(k)‖_F below this
+  train: Train = Train()
+  # Random initializations (K = ks[0], D = dims[0], N ∈ random_ns): how often
+  # plain training from a random start finds the clustering solution.
+  random_ns: tuple[int, ...] = (10, 12)
+  random_restarts: int = 4
+  # Two solutions on the same data whose clustering objectives differ by less
+  # than this (relative) are not ranked against each other.
+  concordance_tolerance: float = 1e-3
+  # K-subspaces baseline.
+  kss_iters: int = 15
+  kss_restarts: int = 4
+  # Criteria.
+  boundary_level: float = 0.5      # the boundary N*(r): smallest N with recovery rate ≥ this
+  min_boundary_slope: float = 0.5  # linear in r: the fitted slope of N*(r) in
+  max_boundary_slope: float = 2.0  # [min, max] in every (K, D) panel
+  max_boundary_shift: float = 1.0  # not with D: doubling D moves N* by ≤ this (samples)
+  # Training = clustering: trained and K-subspaces bases agree (distance
+  # < threshold) in at least this fraction of the N > r cells of every panel.
+  min_agreement: float = 0.95
+
+
+VARIANTS = ("cpu", "smoke", "paper")
+_VARIANTS = {
+    "cpu": {},
+    "smoke": dict(ks=(2,), dims=(12,), ranks=(1, 2), ns=(1, 2, 3, 4), num_seeds=2,
+                  train=dict(steps=120),
+                  random_ns=(),          # the random-start panel runs at cpu scale only
+                  kss_iters=6, kss_restarts=2),
+    "paper": dict(ranks=(2, 4, 6, 8, 10, 12), ns=tuple(range(1, 19)), num_seeds=10,
+                  train=dict(steps=1000, noise_per_point=8, restarts=4),
+                  random_ns=(12, 18), random_restarts=16, kss_iters=30, kss_restarts=10),
+}
+
+
+def settings(variant: str = "cpu") -> Settings:
+  """`cpu` (default, under a minute), `smoke` (seconds) or `paper` (r ≤ 12,
+  N ≤ 18, 10 seeds, longer training)."""
+  if variant not in _VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+  return settings_lib.override(Settings(), _VARIANTS[variant])
 
 
 @jax.jit
 def _cell_metrics(bases, kss_bases, truth, data, mask, labels):
-  """Per-cell distances, accuracies and objectives (vmapped over cells)."""
+  """Per-cell distances, accuracies and objectives (vmapped over cells).
+
+  Shapes: bases, kss_bases, truth `[C, K, D, R]`; data `[C, N_max, D]`;
+  mask, labels `[C, N_max]`.
+  """
   k = truth.shape[1]
 
   def one(b, kb, tr, x, m, lab):
@@ -60,20 +135,20 @@ def _cell_metrics(bases, kss_bases, truth, data, mask, labels):
   return jax.vmap(one)(bases, kss_bases, truth, data, mask, labels)
 
 
-def run_panel(config, key, k, d):
+def run_panel(s: Settings, key, k, d):
   """One (K, D) phase diagram: train, cluster, measure.  Returns rows, timings."""
-  grid = molrg_grid.molrg_grid(key, range(config.num_seeds), config.ns, config.ranks,
-                            dim=d, num_components=k)
+  grid = molrg_grid.molrg_grid(key, range(s.num_seeds), s.ns, s.ranks,
+                               dim=d, num_components=k)
   cell_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(
       jnp.arange(grid.n.shape[0]))
-  cfg = train_config(config, k)
+  cfg = train_config(s.train, k)
   t0 = time.time()
   res = lowrank.train_grid(cell_keys, grid.data, grid.mask, grid.rank_mask, cfg)
   jax.block_until_ready(res.bases)
   t_train = time.time() - t0
   t0 = time.time()
   kss = clustering.k_subspaces_grid(cell_keys, grid.data, grid.mask, grid.rank_mask, k,
-                                    iters=config.kss_iters, restarts=config.kss_restarts)
+                                    iters=s.kss_iters, restarts=s.kss_restarts)
   jax.block_until_ready(kss.bases)
   t_kss = time.time() - t0
   met = jax.device_get(_cell_metrics(res.bases, kss.bases, grid.truth, grid.data,
@@ -87,11 +162,11 @@ def run_panel(config, key, k, d):
   return rows, grid, dict(train=t_train, kss=t_kss), res
 
 
-def random_init_panel(config, key, k, d, grid, seeded_loss):
+def random_init_panel(s: Settings, key, k, d, grid, seeded_loss):
   """Plain training from random starts on the cells with N ∈ `random_ns`."""
-  cfg = train_config(config, k, init="random", restarts=1)
-  cells = np.nonzero(np.isin(np.asarray(grid.n), config.random_ns))[0]
-  idx = jnp.asarray(np.repeat(cells, config.random_restarts))
+  cfg = train_config(s.train, k, init="random", restarts=1)
+  cells = np.nonzero(np.isin(np.asarray(grid.n), s.random_ns))[0]
+  idx = jnp.asarray(np.repeat(cells, s.random_restarts))
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 7), i))(
       jnp.arange(idx.shape[0]))
   t0 = time.time()
@@ -108,16 +183,21 @@ def random_init_panel(config, key, k, d, grid, seeded_loss):
               seconds=time.time() - t0)
 
 
-def _random_summary(config, random_init, panels):
+# The columns of random_init.csv (one row per random start).
+_RANDOM_COLUMNS = ("cell", "n", "r", "dist", "loss", "objective", "seeded_loss",
+                   "seeded_objective")
+
+
+def _random_summary(s: Settings, random_init, panels):
   """Success of random starts, and whether the loss orders solutions as the
   clustering objective does."""
   ri = random_init
-  th = config.threshold
+  th = s.threshold
   ri_ok = ri["dist"] < th
   big = ri["n"] > ri["r"]
   ri_fail = ~ri_ok & big
   random_summary = dict(
-      K=panels[0][0], D=panels[0][1], runs=int(ri_ok.size), ns=list(config.random_ns),
+      K=panels[0][0], D=panels[0][1], runs=int(ri_ok.size), ns=list(s.random_ns),
       success_rate_n_gt_r=float(ri_ok[big].mean()) if big.any() else None,
       success_rate_by_r={int(r): float(ri_ok[big & (ri["r"] == r)].mean())
                          for r in np.unique(ri["r"][big])},
@@ -128,7 +208,8 @@ def _random_summary(config, random_init, panels):
   first = np.unique(ri["cell"], return_index=True)[1]
   conc, pairs = concordance(
       cells, np.concatenate([ri["loss"], ri["seeded_loss"][first]]),
-      np.concatenate([ri["objective"], ri["seeded_objective"][first]]))
+      np.concatenate([ri["objective"], ri["seeded_objective"][first]]),
+      tol=s.concordance_tolerance)
   random_summary.update(loss_objective_concordance=conc, pairs=pairs)
   return random_summary
 
@@ -136,7 +217,13 @@ def _random_summary(config, random_init, panels):
 def concordance(cell, loss, objective, tol=1e-3):
   """Fraction of same-cell pairs of solutions whose training losses are ordered
   as their clustering objectives are (lower loss ⇔ higher objective); pairs
-  whose objectives differ by less than `tol` (relative) are skipped."""
+  whose objectives differ by less than `tol` (relative) are skipped.
+
+  Args:
+    cell, loss, objective: `[M]`, one entry per solution.
+
+  Returns `(fraction or None when no pair counts, number of pairs)`.
+  """
   agree = total = 0
   for c in np.unique(cell):
     i = np.nonzero(cell == c)[0]
@@ -150,37 +237,41 @@ def concordance(cell, loss, objective, tol=1e-3):
   return (agree / total if total else None), total
 
 
-def run(config, workdir) -> dict:
-  """Run every (K, D) panel; write metrics.json, cells.csv, figures, report.md."""
-  workdir = common.start(workdir, config)
+def measure(s: Settings, ctx) -> dict:
+  """Run every (K, D) panel; writes cells.csv (and random_init.csv), returns the
+  per-panel aggregates."""
   t_start = time.time()
-  key = jax.random.PRNGKey(config.seed)
-  panels = [(k, d) for k in config.ks for d in config.dims]
-  progress = common.Progress("subspace_clustering", len(panels) + 1)
+  key = jax.random.PRNGKey(s.seed)
+  panels = [(k, d) for k in s.ks for d in s.dims]
+  progress = ctx.progress(len(panels))
   rows, timings, random_init = [], {}, None
-  ns, rs = np.asarray(config.ns), np.asarray(config.ranks)
+  ns, rs = np.asarray(s.ns), np.asarray(s.ranks)
   for j, (k, d) in enumerate(panels):
     pkey = jax.random.fold_in(key, 100 * k + d)
-    panel_rows, grid, tim, res = run_panel(config, pkey, k, d)
+    panel_rows, grid, tim, res = run_panel(s, pkey, k, d)
     rows += panel_rows
     timings[f"K={k},D={d}"] = tim
-    if j == 0 and config.random_ns:
+    if j == 0 and s.random_ns:
       random_init = random_init_panel(
-          config, pkey, k, d, grid,
+          s, pkey, k, d, grid,
           dict(loss=[x["loss"] for x in panel_rows],
                objective=[x["obj_trained"] for x in panel_rows]))
       timings["random_init"] = random_init["seconds"]
     progress.step(f"K={k} D={d}: train {tim['train']:.1f}s, K-subspaces {tim['kss']:.1f}s")
-  io.save_csv(workdir / "cells.csv", rows)
+  io.save_csv(ctx.workdir / "cells.csv", rows)
+  if random_init is not None:
+    io.save_csv(ctx.workdir / "random_init.csv",
+                [{c: random_init[c][i] for c in _RANDOM_COLUMNS}
+                 for i in range(len(random_init["cell"]))])
 
-  th = config.threshold
+  th = s.threshold
   summary = []
   for k, d in panels:
     sel = [x for x in rows if x["K"] == k and x["D"] == d]
     succ = np.array([x["dist_trained"] < th for x in sel], float).reshape(
-        config.num_seeds, len(ns), len(rs))
+        s.num_seeds, len(ns), len(rs))
     rate = succ.mean(0)
-    n_star, slope, intercept = fit_boundary(ns, rs, rate)
+    n_star, slope, intercept = fit_boundary(ns, rs, rate, s.boundary_level)
     above = [x for x in sel if x["n"] > x["r"]]
     summary.append(dict(
         K=k, D=d, cells=len(sel), rate=rate.tolist(), n_star=n_star.tolist(),
@@ -198,55 +289,103 @@ def run(config, workdir) -> dict:
         train_seconds=timings[f"K={k},D={d}"]["train"],
         kss_seconds=timings[f"K={k},D={d}"]["kss"]))
 
-  random_summary = None if random_init is None else _random_summary(config, random_init, panels)
+  random_summary = None if random_init is None else _random_summary(s, random_init, panels)
 
   by_d = {}
-  for s in summary:
-    by_d.setdefault(s["K"], {})[s["D"]] = s
+  for p in summary:
+    by_d.setdefault(p["K"], {})[p["D"]] = p
   d_shift = []
   for k, per in by_d.items():
     ds = sorted(per)
     for a, b in zip(ds, ds[1:]):
       na, nb = np.array(per[a]["n_star"]), np.array(per[b]["n_star"])
       d_shift.append(float(np.nanmax(np.abs(na - nb))))
-  metrics = dict(
+  return dict(
       panels=summary, random_init=random_summary, timings=timings,
       max_boundary_shift_between_dims=max(d_shift) if d_shift else None,
-      train_config=dataclasses.asdict(train_config(config, config.ks[0])))
-  linear = all(0.5 <= s["slope"] <= 2.0 for s in summary if np.isfinite(s["slope"]))
-  metrics["reproduced"] = bool(
-      linear and all(np.isfinite(s["slope"]) for s in summary)
-      and (metrics["max_boundary_shift_between_dims"] or 0) <= 1
-      and all(s["agreement_n_gt_r"] >= 0.95 for s in summary))
-  _figures(workdir, config, rows, summary, ns, rs, random_init)
-  progress.step("figures")
-  metrics["seconds"] = time.time() - t_start
-  io.save_json(workdir / "metrics.json", metrics)
-  _report(workdir, config, metrics)
-  return metrics
+      train_config=dataclasses.asdict(train_config(s.train, s.ks[0])),
+      seconds=time.time() - t_start)
 
 
-def _figures(workdir, config, rows, summary, ns, rs, ri):
+def verdicts(s: Settings, m: dict) -> list[verdicts_lib.Verdict]:
+  """Linear in r, not in D, and the same subspaces as K-subspaces."""
+  panels = m["panels"]
+  name = lambda p: f"K={p['K']}, D={p['D']}"
+  slopes = [float(p["slope"]) for p in panels]
+  shift = m["max_boundary_shift_between_dims"]
+  shift_claim = "The samples needed do not grow with the ambient dimension D."
+  shift_criterion = (f"doubling D moves the boundary N*(r) by at most "
+                     f"{s.max_boundary_shift:g} sample(s) per component, for every K and r")
+  if shift is None:    # one D only
+    not_with_d = verdicts_lib.Verdict(
+        claim=shift_claim, verdict="not tested", criterion=shift_criterion + " (one D only)",
+        measured=dict(max_boundary_shift_between_dims=None), source=SOURCE)
+  else:
+    not_with_d = verdicts_lib.judge(
+        shift <= s.max_boundary_shift, claim=shift_claim, criterion=shift_criterion,
+        measured=dict(max_boundary_shift_between_dims=shift), source=SOURCE)
+  return [
+      verdicts_lib.judge(
+          all(np.isfinite(a) and s.min_boundary_slope <= a <= s.max_boundary_slope
+              for a in slopes),
+          claim="The samples needed to recover the K subspaces grow linearly with the "
+                "intrinsic dimension r.",
+          criterion=f"the fitted boundary N* = a r + b (smallest N per component with "
+                    f"recovery rate ≥ {s.boundary_level:g}) has a finite slope a in "
+                    f"[{s.min_boundary_slope:g}, {s.max_boundary_slope:g}] in every (K, D) panel",
+          measured={f"slope ({name(p)})": a for p, a in zip(panels, slopes)},
+          source=SOURCE),
+      not_with_d,
+      verdicts_lib.judge(
+          all(p["agreement_n_gt_r"] >= s.min_agreement for p in panels),
+          claim="Training the K > 1 mixture denoiser is subspace clustering: it finds the "
+                "subspaces K-subspaces finds.",
+          criterion=f"trained and K-subspaces bases within best-matched max_k "
+                    f"‖P_k − P'_k‖_F < {s.threshold:g} in ≥ {s.min_agreement:.0%} of the "
+                    f"N > r cells of every (K, D) panel",
+          measured={f"agreement ({name(p)})": p["agreement_n_gt_r"] for p in panels},
+          source=SOURCE),
+  ]
+
+
+def render(s: Settings, metrics: dict, workdir) -> None:
+  """sc_phase.png, sc_agreement.png and report.md from the metrics, cells.csv
+  and random_init.csv."""
+  workdir = pathlib.Path(workdir)
+  # metrics.json writes a nan as "nan".
+  panels = [dict(p, slope=float(p["slope"]), intercept=float(p["intercept"]),
+                 n_star=[float(v) for v in p["n_star"]]) for p in metrics["panels"]]
+  metrics = dict(metrics, panels=panels)
+  rows = load_rows(workdir / "cells.csv")
+  ri = None
+  if (workdir / "random_init.csv").exists():
+    runs = load_rows(workdir / "random_init.csv")
+    ri = {c: np.array([x[c] for x in runs]) for c in _RANDOM_COLUMNS}
+  _figures(workdir, s, rows, panels, np.asarray(s.ns), np.asarray(s.ranks), ri)
+  _report(workdir, s, metrics)
+
+
+def _figures(workdir, s, rows, summary, ns, rs, ri):
   plt = plotting.pyplot()
-  ks, dims = list(config.ks), list(config.dims)
+  ks, dims = list(s.ks), list(s.dims)
   fig, axes = plt.subplots(len(ks), len(dims), figsize=(4.8 * len(dims) + 1, 3.8 * len(ks)),
                            squeeze=False, layout="constrained")
   edges = lambda c: np.concatenate([[c[0] - (c[1] - c[0]) / 2 if len(c) > 1 else c[0] - 0.5],
                                     (c[1:] + c[:-1]) / 2,
                                     [c[-1] + (c[-1] - c[-2]) / 2 if len(c) > 1 else c[-1] + 0.5]])
-  for s in summary:
-    ax = axes[ks.index(s["K"]), dims.index(s["D"])]
-    im = ax.pcolormesh(edges(ns.astype(float)), edges(rs.astype(float)), np.array(s["rate"]).T,
+  for p in summary:
+    ax = axes[ks.index(p["K"]), dims.index(p["D"])]
+    im = ax.pcolormesh(edges(ns.astype(float)), edges(rs.astype(float)), np.array(p["rate"]).T,
                        cmap="magma", vmin=0, vmax=1)
     ax.plot(rs, rs, "c-", lw=1.5, label="N = r")
-    if np.isfinite(s["slope"]):
-      ax.plot(s["intercept"] + s["slope"] * rs, rs, "w--", lw=1,
-              label=f"fit N* = {s['slope']:.2f} r {round(s['intercept'], 1) + 0.0:+.1f}")
-    ax.set(xlabel="N per component", ylabel="r", yticks=rs, title=f"K = {s['K']}, D = {s['D']}")
+    if np.isfinite(p["slope"]):
+      ax.plot(p["intercept"] + p["slope"] * rs, rs, "w--", lw=1,
+              label=f"fit N* = {p['slope']:.2f} r {round(p['intercept'], 1) + 0.0:+.1f}")
+    ax.set(xlabel="N per component", ylabel="r", yticks=rs, title=f"K = {p['K']}, D = {p['D']}")
     ax.legend(fontsize=7, loc="upper left")
-  fig.colorbar(im, ax=axes, label=f"recovery rate (distance < {config.threshold})")
+  fig.colorbar(im, ax=axes, label=f"recovery rate (distance < {s.threshold})")
   fig.suptitle("trained mixture denoiser: recovery from N = r per component, for every K and D")
-  io.save_figure(fig, pathlib.Path(workdir) / "sc_phase.png")
+  io.save_figure(fig, workdir / "sc_phase.png")
 
   fig, ax = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained")
   x = np.array([r["dist_kss"] for r in rows])
@@ -275,9 +414,9 @@ def _figures(workdir, config, rows, summary, ns, rs, ri):
   ax[1].legend(fontsize=7)
   if ri is None:
     ax[2].set_axis_off()
-    io.save_figure(fig, pathlib.Path(workdir) / "sc_agreement.png")
+    io.save_figure(fig, workdir / "sc_agreement.png")
     return
-  ok = ri["dist"] < config.threshold
+  ok = ri["dist"] < s.threshold
   dobj = ri["objective"] / ri["seeded_objective"] - 1
   dloss = ri["loss"] - ri["seeded_loss"]
   ax[2].scatter(dobj[ok], dloss[ok], s=10, alpha=0.6, label="random init: recovered")
@@ -289,24 +428,24 @@ def _figures(workdir, config, rows, summary, ns, rs, ri):
             ylabel="training loss − seeded run's",
             title=f"K = {ks[0]}, D = {dims[0]}: lower loss ⇔ higher objective")
   ax[2].legend(fontsize=7)
-  io.save_figure(fig, pathlib.Path(workdir) / "sc_agreement.png")
+  io.save_figure(fig, workdir / "sc_agreement.png")
 
 
-def _report(workdir, config, m):
+def _report(workdir, s, m):
   table = io.markdown_table([
-      {"K": s["K"], "D": s["D"], "fitted N* slope": s["slope"],
-       "intercept": s["intercept"],
-       "success N ≥ r (trained)": s["success_n_ge_r"],
-       "success N < r (trained)": s["success_n_lt_r"],
-       "success N ≥ r (K-subsp.)": s["kss_success_n_ge_r"],
-       "agree w/ K-subsp. (N > r)": s["agreement_n_gt_r"],
-       "median ‖trained − K-subsp.‖ (N > r)": s["median_dist_trained_kss_n_gt_r"],
-       "acc. trained / K-subsp. (N > r)": f"{s['acc_trained_n_gt_r']:.3f} / {s['acc_kss_n_gt_r']:.3f}",
-       "train s": s["train_seconds"], "K-subsp. s": s["kss_seconds"]}
-      for s in m["panels"]], fmt="{:.3g}")
+      {"K": p["K"], "D": p["D"], "fitted N* slope": p["slope"],
+       "intercept": p["intercept"],
+       "success N ≥ r (trained)": p["success_n_ge_r"],
+       "success N < r (trained)": p["success_n_lt_r"],
+       "success N ≥ r (K-subsp.)": p["kss_success_n_ge_r"],
+       "agree w/ K-subsp. (N > r)": p["agreement_n_gt_r"],
+       "median ‖trained − K-subsp.‖ (N > r)": p["median_dist_trained_kss_n_gt_r"],
+       "acc. trained / K-subsp. (N > r)": f"{p['acc_trained_n_gt_r']:.3f} / {p['acc_kss_n_gt_r']:.3f}",
+       "train s": p["train_seconds"], "K-subsp. s": p["kss_seconds"]}
+      for p in m["panels"]], fmt="{:.3g}")
   n_star = io.markdown_table([
-      {"K": s["K"], "D": s["D"],
-       **{f"r={r}": n for r, n in zip(config.ranks, s["n_star"])}} for s in m["panels"]],
+      {"K": p["K"], "D": p["D"],
+       **{f"r={r}": n for r, n in zip(s.ranks, p["n_star"])}} for p in m["panels"]],
       fmt="{:.0f}")
   ri = m["random_init"]
   tc = m["train_config"]
@@ -337,7 +476,7 @@ inherits its non-convexity, which is why the phase diagrams use seeded starts, a
 K-subspaces does.
 
 """
-  text = f"""## Subspace clustering with the K > 1 mixture denoiser (low-dim talk; THEORY.md §4)
+  text = f"""## Subspace clustering with the K > 1 mixture denoiser (low-dim talk; docs/theory.md §4.7)
 
 **Claim.** Training `x_θ(x_t, t) = α/(α²+β²) Σ_k w_k(θ; x_t) U_k U_kᵀ x_t`
 (MoLRG posterior weights, `[U_1 … U_K]` orthonormal) is equivalent to subspace
@@ -345,9 +484,9 @@ clustering, `max (1/N) Σ_k Σ_{{i∈C_k}} ‖U_kᵀ x_i‖²`; the number of sa
 needed to recover the subspaces grows linearly with the intrinsic dimension r
 and not with the ambient dimension D.
 
-**Set-up.** MoLRG with K ∈ {list(config.ks)} mutually orthogonal components of equal
-rank r ∈ {list(config.ranks)}, N ∈ {list(config.ns)} points per component (balanced),
-D ∈ {list(config.dims)}, {config.num_seeds} seeds; each (K, D) panel is one jitted `vmap`
+**Set-up.** MoLRG with K ∈ {list(s.ks)} mutually orthogonal components of equal
+rank r ∈ {list(s.ranks)}, N ∈ {list(s.ns)} points per component (balanced),
+D ∈ {list(s.dims)}, {s.num_seeds} seeds; each (K, D) panel is one jitted `vmap`
 over its {m['panels'][0]['cells']} cells. Training: x0 loss over t ∈ [{tc['t_min']}, {tc['t_max']}]
 ({tc['schedule'].upper()}), ε sampled ({tc['noise_per_point']} antithetic draws per point and
 step, drawn in the model's coordinates `[U_1…U_K]ᵀε ~ N(0, I)`), {tc['steps']} Nesterov-SGD
@@ -355,19 +494,20 @@ steps on the Riemannian gradient, each followed by a **polar retraction** of `[U
 (Newton–Schulz); initialization by neighbourhood seeding (an anchor point and its
 r − 1 most coherent neighbours per subspace, then a joint polar factor), best of
 {tc['restarts']} by final training loss. Baseline: K-subspaces (assign to argmax_k
-‖U_kᵀx‖², refit each U_k by the cluster's top-r singular vectors; {config.kss_iters}
-iterations with block-power refits, best of {config.kss_restarts} seeded restarts). Recovery: best-matched
-`max_k ‖U_kU_kᵀ − U_g,kU_g,kᵀ‖_F < {config.threshold}`; label accuracy under the best
+‖U_kᵀx‖², refit each U_k by the cluster's top-r singular vectors; {s.kss_iters}
+iterations with block-power refits, best of {s.kss_restarts} seeded restarts). Recovery: best-matched
+`max_k ‖U_kU_kᵀ − U_g,kU_g,kᵀ‖_F < {s.threshold}`; label accuracy under the best
 permutation.
 
 ![phase diagrams](sc_phase.png)
 
 {table}
-Smallest N per component with recovery rate ≥ 0.5 (the boundary N*):
+Smallest N per component with recovery rate ≥ {s.boundary_level:g} (the boundary N*):
 
 {n_star}
 ![agreement](sc_agreement.png)
 
-{random_text}**Verdict.** {common.verdict(m['reproduced'])}: {verdict_text}
+{random_text}{verdicts_lib.table(m['verdicts'])}
+**Verdict.** {overall(m['verdicts'])}: {verdict_text}
 """
-  io.write_text(pathlib.Path(workdir) / "report.md", text)
+  io.write_text(workdir / "report.md", text)
