@@ -3,7 +3,6 @@ studies end to end at smoke size with their numbers asserted."""
 
 import json
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +21,7 @@ from repro_jax import samplers
 from repro_jax.diffusion import schedules
 from repro_jax import settings as settings_lib
 from repro_jax.studies import runner
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from repro_jax.studies import verdicts as verdicts_lib
 
 
 # Noise plane ---------------------------------------------------------------------------
@@ -198,11 +196,21 @@ def test_round_trip_errors_fall_with_steps():
 # The studies end to end (smoke) ---------------------------------------------------------
 
 def _run(name, tmp_path):
-  out = runner.run_study(name, runner.study_settings(name, "smoke"), tmp_path / name)
-  on_disk = json.loads((tmp_path / name / "metrics.json").read_text())
+  s = runner.study_settings(name, "smoke")
+  out = runner.run_study(name, s, tmp_path / name)
+  wd = tmp_path / name
+  on_disk = json.loads((wd / "metrics.json").read_text())
   assert on_disk["summary"].keys() == out["summary"].keys()
+  # Verdicts are data in metrics.json, in the schema, one per claim.
   assert on_disk["verdicts"] == out["verdicts"] and out["verdicts"]
-  return out, tmp_path / name
+  verdicts_lib.from_dicts(on_disk["verdicts"])
+  # The report is drawn from metrics.json and the saved arrays only: drawing it
+  # again, without measuring, gives the same text.
+  report = (wd / "report.md").read_text()
+  (wd / "report.md").unlink()
+  runner.study_module(name).render(s, on_disk, wd)
+  assert (wd / "report.md").read_text() == report
+  return out, wd
 
 
 def test_memorization_theory_smoke(tmp_path):
@@ -224,6 +232,20 @@ def test_memorization_theory_smoke(tmp_path):
   report = (wd / "report.md").read_text()
   assert "![noise plane](noise_plane.png)" in report and "**Verdict (copies).** **reproduced**" in report
   assert [v["verdict"] for v in out["verdicts"]] == ["reproduced"] * 4
+  assert "| **reproduced** |" in report
+  for f in ("noise_plane.npz", "copies.npz"):
+    assert (wd / f).stat().st_size > 0, f
+  # CIFAR-10 asked for without a path: a "not tested" verdict, not silence.
+  mt = runner.study_module("memorization_theory")
+  s_cifar = settings_lib.override(runner.study_settings("memorization_theory", "smoke"),
+                                  {"datasets": ("digits", "cifar10")})
+  vs = mt.verdicts(s_cifar, out)
+  assert [v.verdict for v in vs] == ["reproduced"] * 4 + ["not tested"]
+  assert "CIFAR-10" in vs[-1].claim
+  # A worse copy ratio than the declared criterion fails the copies verdict.
+  strict = settings_lib.override(runner.study_settings("memorization_theory", "smoke"),
+                                 {"copy_max_ratio": 0.0})
+  assert mt.verdicts(strict, out)[0].verdict == "not reproduced"
 
 
 def test_optimization_view_smoke(tmp_path):
