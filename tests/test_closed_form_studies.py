@@ -264,8 +264,43 @@ def test_optimization_view_smoke(tmp_path):
   assert all(s["ge_beats_ddim"].values())
   assert s["floor_sw"] < min(r["sw"] for r in rows)
   for f in ("report.md", "admissibility.png", "shrink.png", "identity.png", "projection.png",
-            "samplers.png", "schedules.png", "sampler_table.csv", "schedule_table.csv"):
+            "samplers.png", "schedules.png", "sampler_table.csv", "schedule_table.csv",
+            "trajectories.npz"):
     assert (wd / f).stat().st_size > 0, f
+  verdict = {v["claim"][:30]: v["verdict"] for v in out["verdicts"]}
+  assert len(out["verdicts"]) == 6
+  assert verdict["The gradient-estimation sample"] == "reproduced"
+  assert verdict["The ideal denoiser is a gradie"] == "reproduced"
+  # The schedule ordering is judged as the talk's order (not reproduced when it differs).
+  order = verdict["A log-linear σ schedule beats "]
+  assert order == ("reproduced" if s["schedule_order_agrees"] else "not reproduced")
+  if order == "not reproduced":
+    assert "**not reproduced**: a different ordering" in (wd / "report.md").read_text()
+
+
+def test_optimization_view_ordering_verdicts():
+  """Gradient estimation vs DDIM: all budgets won → reproduced, some → partly,
+  none → not reproduced, not compared → not tested."""
+  ov = runner.study_module("optimization_view")
+  s = runner.study_settings("optimization_view", "smoke")
+  side = dict(nu=1.1, eta_95=0.1, identity_max=1e-15, gap_first=1.0, gap_last=0.0)
+  base = dict(finite=side, molrg=side, ge_beats_dpm_solver={}, schedule_order_agrees=False,
+              schedule_order_talk=["log_linear", "leading"],
+              schedule_order_by_sw=["leading", "log_linear"])
+  want = {(True, True): "reproduced", (True, False): "partly", (False, False): "not reproduced",
+          (): "not tested"}
+  for wins, expected in want.items():
+    summary = dict(base, ge_beats_ddim={n: w for n, w in zip((5, 10), wins)})
+    vs = ov.verdicts(s, {"summary": summary})
+    assert [v.verdict for v in vs[:4]] == ["reproduced"] * 4
+    assert vs[4].verdict == expected, wins
+    assert vs[5].verdict == "not reproduced"
+  assert ov.verdicts(s, {"summary": dict(base, ge_beats_ddim={5: True}, schedule_order_agrees=True)}
+                     )[5].verdict == "reproduced"
+  # The declared criteria decide: ν above `max_nu` fails admissibility.
+  loose = dict(side, nu=2.5)
+  assert ov.verdicts(s, {"summary": dict(base, finite=loose, ge_beats_ddim={})}
+                     )[0].verdict == "not reproduced"
 
 
 def test_memorization_training_sets_are_scaled():
