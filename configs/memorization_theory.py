@@ -5,9 +5,13 @@ Run:
       --workdir=results/memorization_theory
   # with CIFAR-10 (python-pickle batches, no download):
   python -m experiments.memorization_theory --config=configs/memorization_theory.py:paper \
-      --config.cifar10_dir=/data/cifar-10-batches-py
+      --config.cifar10_dir=/data/cifar-10-batches-py \
+      --workdir=workdirs/results-paper/memorization_theory
 
-Variants: `cpu` (default), `smoke` (seconds), `paper` (adds CIFAR-10).
+Variants: `cpu` (default; random, MoLRG and digits sets of 512 points, 500
+noises; about a minute on 2 CPU cores), `smoke` (seconds; 64 digits), `paper`
+(1024 points per set, 10 000 noises, a 100 × 100 noise plane, and CIFAR-10
+when `cifar10_dir` is set, otherwise a "not tested" verdict; an accelerator job).
 Fields and criteria: `repro_jax.studies.memorization_theory.Settings`.
 """
 

@@ -1,10 +1,13 @@
-"""Diffusion sampling as distance minimization (the optimization view, THEORY.md §2).
+"""Diffusion sampling as distance minimization (the optimization view, docs/theory.md §2).
 
 Run:
   python -m experiments.optimization_view --config=configs/optimization_view.py:cpu \
       --workdir=results/optimization_view
 
-Variants: `cpu` (default), `smoke` (seconds), `paper` (more samples and seeds).
+Variants: `cpu` (default; 512 digits and a MoLRG in D = 48, 256 trajectories,
+10 000 samples × 3 seeds; about a minute on 2 CPU cores), `smoke` (seconds;
+random points in D = 16), `paper` (all 1797 digits, 10 000 trajectories,
+50 000 samples × 5 seeds, NFE up to 100; an accelerator job).
 Fields and criteria: `repro_jax.studies.optimization_view.Settings`.
 """
 

@@ -3,7 +3,6 @@ studies end to end at smoke size with their numbers asserted."""
 
 import json
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +21,7 @@ from repro_jax import samplers
 from repro_jax.diffusion import schedules
 from repro_jax import settings as settings_lib
 from repro_jax.studies import runner
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from repro_jax.studies import verdicts as verdicts_lib
 
 
 # Noise plane ---------------------------------------------------------------------------
@@ -198,11 +196,21 @@ def test_round_trip_errors_fall_with_steps():
 # The studies end to end (smoke) ---------------------------------------------------------
 
 def _run(name, tmp_path):
-  out = runner.run_study(name, runner.study_settings(name, "smoke"), tmp_path / name)
-  on_disk = json.loads((tmp_path / name / "metrics.json").read_text())
+  s = runner.study_settings(name, "smoke")
+  out = runner.run_study(name, s, tmp_path / name)
+  wd = tmp_path / name
+  on_disk = json.loads((wd / "metrics.json").read_text())
   assert on_disk["summary"].keys() == out["summary"].keys()
+  # Verdicts are data in metrics.json, in the schema, one per claim.
   assert on_disk["verdicts"] == out["verdicts"] and out["verdicts"]
-  return out, tmp_path / name
+  verdicts_lib.from_dicts(on_disk["verdicts"])
+  # The report is drawn from metrics.json and the saved arrays only: drawing it
+  # again, without measuring, gives the same text.
+  report = (wd / "report.md").read_text()
+  (wd / "report.md").unlink()
+  runner.study_module(name).render(s, on_disk, wd)
+  assert (wd / "report.md").read_text() == report
+  return out, wd
 
 
 def test_memorization_theory_smoke(tmp_path):
@@ -224,6 +232,20 @@ def test_memorization_theory_smoke(tmp_path):
   report = (wd / "report.md").read_text()
   assert "![noise plane](noise_plane.png)" in report and "**Verdict (copies).** **reproduced**" in report
   assert [v["verdict"] for v in out["verdicts"]] == ["reproduced"] * 4
+  assert "| **reproduced** |" in report
+  for f in ("noise_plane.npz", "copies.npz"):
+    assert (wd / f).stat().st_size > 0, f
+  # CIFAR-10 asked for without a path: a "not tested" verdict, not silence.
+  mt = runner.study_module("memorization_theory")
+  s_cifar = settings_lib.override(runner.study_settings("memorization_theory", "smoke"),
+                                  {"datasets": ("digits", "cifar10")})
+  vs = mt.verdicts(s_cifar, out)
+  assert [v.verdict for v in vs] == ["reproduced"] * 4 + ["not tested"]
+  assert "CIFAR-10" in vs[-1].claim
+  # A worse copy ratio than the declared criterion fails the copies verdict.
+  strict = settings_lib.override(runner.study_settings("memorization_theory", "smoke"),
+                                 {"copy_max_ratio": 0.0})
+  assert mt.verdicts(strict, out)[0].verdict == "not reproduced"
 
 
 def test_optimization_view_smoke(tmp_path):
@@ -242,8 +264,43 @@ def test_optimization_view_smoke(tmp_path):
   assert all(s["ge_beats_ddim"].values())
   assert s["floor_sw"] < min(r["sw"] for r in rows)
   for f in ("report.md", "admissibility.png", "shrink.png", "identity.png", "projection.png",
-            "samplers.png", "schedules.png", "sampler_table.csv", "schedule_table.csv"):
+            "samplers.png", "schedules.png", "sampler_table.csv", "schedule_table.csv",
+            "trajectories.npz"):
     assert (wd / f).stat().st_size > 0, f
+  verdict = {v["claim"][:30]: v["verdict"] for v in out["verdicts"]}
+  assert len(out["verdicts"]) == 6
+  assert verdict["The gradient-estimation sample"] == "reproduced"
+  assert verdict["The ideal denoiser is a gradie"] == "reproduced"
+  # The schedule ordering is judged as the talk's order (not reproduced when it differs).
+  order = verdict["A log-linear σ schedule beats "]
+  assert order == ("reproduced" if s["schedule_order_agrees"] else "not reproduced")
+  if order == "not reproduced":
+    assert "**not reproduced**: a different ordering" in (wd / "report.md").read_text()
+
+
+def test_optimization_view_ordering_verdicts():
+  """Gradient estimation vs DDIM: all budgets won → reproduced, some → partly,
+  none → not reproduced, not compared → not tested."""
+  ov = runner.study_module("optimization_view")
+  s = runner.study_settings("optimization_view", "smoke")
+  side = dict(nu=1.1, eta_95=0.1, identity_max=1e-15, gap_first=1.0, gap_last=0.0)
+  base = dict(finite=side, molrg=side, ge_beats_dpm_solver={}, schedule_order_agrees=False,
+              schedule_order_talk=["log_linear", "leading"],
+              schedule_order_by_sw=["leading", "log_linear"])
+  want = {(True, True): "reproduced", (True, False): "partly", (False, False): "not reproduced",
+          (): "not tested"}
+  for wins, expected in want.items():
+    summary = dict(base, ge_beats_ddim={n: w for n, w in zip((5, 10), wins)})
+    vs = ov.verdicts(s, {"summary": summary})
+    assert [v.verdict for v in vs[:4]] == ["reproduced"] * 4
+    assert vs[4].verdict == expected, wins
+    assert vs[5].verdict == "not reproduced"
+  assert ov.verdicts(s, {"summary": dict(base, ge_beats_ddim={5: True}, schedule_order_agrees=True)}
+                     )[5].verdict == "reproduced"
+  # The declared criteria decide: ν above `max_nu` fails admissibility.
+  loose = dict(side, nu=2.5)
+  assert ov.verdicts(s, {"summary": dict(base, finite=loose, ge_beats_ddim={})}
+                     )[0].verdict == "not reproduced"
 
 
 def test_memorization_training_sets_are_scaled():

@@ -1,6 +1,6 @@
 """Diffusion sampling as distance minimization: diagnostics along trajectories.
 
-The optimization view (THEORY.md §2) reads DDIM as gradient descent on
+The optimization view (docs/theory.md §2.4–§2.5) reads DDIM as gradient descent on
 `f = ½ dist_K²` with step `β_t = 1 − σ_{t−1}/σ_t`, the denoiser's
 `σ ε_θ(x, σ)` standing in for `∇f(x) = x − proj_K(x)`.  This module measures
 that reading on sampled trajectories `xs [T+1, B, D]` over a grid
