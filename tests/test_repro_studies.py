@@ -14,11 +14,10 @@ from repro_jax.analysis import metrics
 from repro_jax.networks import model_zoo
 from repro_jax.analysis import reproducibility as rpr
 from repro_jax.networks import training
-from repro_jax.studies import common
+from repro_jax import settings as settings_lib
+from repro_jax.studies import runner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-REGIMES_CONFIG = ROOT / "configs" / "reproducibility_regimes.py"
-SAMPLERS_CONFIG = ROOT / "configs" / "reproducibility_across_samplers.py"
 
 
 # Model zoo ---------------------------------------------------------------------
@@ -35,7 +34,7 @@ def test_nested_subsets_and_grid_order():
 
 @pytest.fixture(scope="module")
 def tiny_trainer():
-  cfg = common.load_config(REGIMES_CONFIG, "smoke")
+  cfg = runner.study_settings("reproducibility_regimes", "smoke")
   train_cfg = model_zoo.train_config(cfg.zoo, 16)
   assert train_cfg.model.name == "mlp" and train_cfg.model.hidden == 16
   trainer = training.make_trainer(train_cfg, (8, 8, 1))
@@ -170,13 +169,13 @@ def smoke_runs(tmp_path_factory):
   from repro_jax.studies import reproducibility_across_samplers as ras
   from repro_jax.studies import reproducibility_regimes as rr
   base = tmp_path_factory.mktemp("repro")
-  cfg = common.load_config(REGIMES_CONFIG, "smoke")
-  cfg.zoo.dir = str(base / "zoo")
-  m1 = rr.run(cfg, base / "regimes")
+  zoo_dir = {"zoo": {"dir": str(base / "zoo")}}
+  cfg = settings_lib.override(runner.study_settings("reproducibility_regimes", "smoke"), zoo_dir)
+  m1 = runner.run_study("reproducibility_regimes", cfg, base / "regimes")
   groups_after_first = sorted(p.name for p in (base / "zoo").iterdir() if p.is_dir())
-  cfg2 = common.load_config(SAMPLERS_CONFIG, "smoke")
-  cfg2.zoo.dir = str(base / "zoo")
-  m2 = ras.run(cfg2, base / "samplers")
+  cfg2 = settings_lib.override(
+      runner.study_settings("reproducibility_across_samplers", "smoke"), zoo_dir)
+  m2 = runner.run_study("reproducibility_across_samplers", cfg2, base / "samplers")
   groups_after_second = sorted(p.name for p in (base / "zoo").iterdir() if p.is_dir())
   return base, cfg, m1, m2, groups_after_first, groups_after_second
 
@@ -209,6 +208,8 @@ def test_regimes_smoke(smoke_runs):
   text = (out / "report.md").read_text()
   assert "![regimes](regimes.png)" in text and "**Verdicts**" in text
   assert len(m["noise_plane"]["anchors"]) == 3
+  assert [v["claim"] for v in m["verdicts"]] == [v["claim"] for v in saved["verdicts"]]
+  assert len(m["verdicts"]) == 5
 
 
 def test_across_samplers_smoke_reuses_models(smoke_runs):
@@ -226,20 +227,28 @@ def test_across_samplers_smoke_reuses_models(smoke_runs):
     np.testing.assert_allclose(np.diag(mat), 1.0)
     np.testing.assert_allclose(mat, mat.T, atol=1e-6)
   assert len(m["summary"]["kernels"]) == len(cfg.zoo.sizes)
+  assert len(m["verdicts"]) == 3 and "**Verdicts.**" in (out / "report.md").read_text()
 
 
 def test_configs_variants():
-  for path in (REGIMES_CONFIG, SAMPLERS_CONFIG):
+  for name in ("reproducibility_regimes", "reproducibility_across_samplers"):
     for variant in ("cpu", "cpu_full", "smoke", "paper"):
-      c = common.load_config(path, variant)
+      c = runner.study_settings(name, variant)
       assert c.zoo.sizes == tuple(sorted(c.zoo.sizes))
     with pytest.raises(ValueError, match="variant"):
-      common.load_config(path, "bogus")
-  paper = common.load_config(REGIMES_CONFIG, "paper")
+      runner.study_settings(name, "bogus")
+  paper = runner.study_settings("reproducibility_regimes", "paper")
   assert paper.zoo.sizes == tuple(2**k for k in range(6, 16))
   assert paper.zoo.widths == (64, 128, 256) and paper.zoo.model == "unet"
-  cpu = common.load_config(SAMPLERS_CONFIG, "cpu")
-  assert cpu.zoo.to_dict() == common.load_config(REGIMES_CONFIG, "cpu").zoo.to_dict()
+  assert paper.zoo.train.data.name == "cifar10" and paper.chunk == 64
+  for variant in ("cpu", "smoke", "paper"):     # both studies share one zoo: trained once
+    assert (runner.study_settings("reproducibility_across_samplers", variant).zoo
+            == runner.study_settings("reproducibility_regimes", variant).zoo)
+  # The complete training settings of a group are in the study's settings.
+  cpu = runner.study_settings("reproducibility_regimes", "cpu")
+  group = model_zoo.train_config(cpu.zoo, 128)
+  assert (group.model.hidden, group.diffusion.parameterization, group.train.num_steps) == (
+      128, "edm", 5000)
 
 
 def test_clipped_denoiser():

@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import data as data_lib
 from repro_jax.diffusion import denoiser_fn
 from repro_jax import io
 from repro_jax.analysis import metrics
@@ -66,34 +65,6 @@ def calibrated_similarity(key, images, name: str = "ncc", *, num_pairs: int = 20
 def sigma_grid(steps: int, sigma_min: float, sigma_max: float) -> np.ndarray:
   """The deterministic samplers' EDM ρ-grid `[steps + 1]` (ending at 0)."""
   return schedules.edm_sigmas(int(steps), float(sigma_min), float(sigma_max))
-
-
-def setup(config, workdir, key):
-  """Dataset, similarities, fixed noises and subsets of a reproducibility study.
-
-  Args:
-    config: a study config with `zoo`, `similarity`, `calib_*`,
-      `paper_threshold`, `noise_seed`, `num_noises`.
-    workdir: the study's output directory (small noise sets are saved there,
-      large ones under `zoo.dir`).
-    key: PRNG key of the calibration.
-
-  Returns:
-    `(dataset, sims {"cal", "paper"}, calibration, noise [B, ...], subsets {N: [N]})`.
-  """
-  zoo = config.zoo
-  ds = data_lib.load_dataset(zoo.data)
-  sim, cal = calibrated_similarity(
-      key, ds.x, config.similarity, num_pairs=int(config.calib_pairs),
-      noise=float(config.calib_noise), max_shift=int(config.calib_shift))
-  sims = {"cal": sim, "paper": metrics.get_similarity(config.similarity,
-                                                      config.paper_threshold)}
-  nbytes = 4 * int(config.num_noises) * int(np.prod(ds.data_shape))
-  path = (pathlib.Path(workdir) / "noises.npy" if nbytes <= NOISE_FILE_MAX_BYTES else
-          pathlib.Path(zoo.dir) / f"noises_seed{config.noise_seed}_{config.num_noises}.npy")
-  noise = fixed_noises(config.noise_seed, config.num_noises, ds.data_shape, path)
-  subsets = model_zoo.nested_subsets(len(ds), zoo.sizes, zoo.subset_seed)
-  return ds, sims, cal, noise, subsets
 
 
 def clipped(denoise, lo: float = -1.0, hi: float = 1.0):

@@ -18,25 +18,84 @@ kernels.png, samplers.csv, kernels.csv, metrics.json and report.md.
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
 import time
 
 from absl import logging
 import numpy as np
 
 from repro_jax import io
+from repro_jax import plotting
 from repro_jax.networks import model_zoo
 from repro_jax.analysis import reproducibility as rpr
 from repro_jax.studies import _zoo_figures as plots
 from repro_jax.diffusion import schedules
+from repro_jax import settings as settings_lib
 from repro_jax.studies import _zoo_study
-from repro_jax.studies import common
+from repro_jax.studies import verdicts as verdicts_lib
+
+VARIANTS = _zoo_study.ZOO_VARIANTS
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KernelDiffusion:
+  """The other kernel's parameterization (`TrainSettings.diffusion` fields)."""
+  parameterization: str = "eps"
+  schedule: str = "vp"
+  time_input: str = "t"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KernelSettings:
+  """A group trained with another kernel on the same images as the zoo's models."""
+  width_index: int = 0              # zoo.widths[i] of the other-kernel group
+  seeds: tuple[int, ...] = (0,)
+  clip_x0: bool = True              # DDPM's x0 clipping, for both kernels
+  diffusion: KernelDiffusion = dataclasses.field(default_factory=KernelDiffusion)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(_zoo_study.ZooStudySettings):
+  """The zoo, the samplers, the other kernel and the verdict criteria."""
+  # (label, registry name, steps) on the EDM ρ-grid; deterministic options.
+  samplers: tuple[tuple[str, str, int], ...] = (
+      ("DDIM", "ddim", 50), ("Heun", "heun", 18), ("DPM-Solver-2", "dpm_solver", 18),
+      ("grad. est. γ=2", "gradient_estimation", 50))
+  reference: int = 1                # index of the sampler used for the kernel comparison
+  # VP vs VE: a group trained with another kernel (here ε-prediction on the VP
+  # SDE) on the same images, against the zoo's EDM (VE) models.
+  kernel: KernelSettings = dataclasses.field(default_factory=KernelSettings)
+  # Criteria.
+  min_rp_samplers: float = 0.5      # lowest mean RP between samplers, over N
+  min_rp_seeds: float = 0.5         # RP between seeds per sampler at the smallest N
+  kernel_rp_ratio: float = 0.8      # reproduced: RP across kernels ≥ this × RP between seeds
+  kernel_rp_partly: float = 0.5     # partly: RP across kernels above this
+
+
+_VARIANT_CHANGES = {
+    "cpu": {}, "cpu_full": {},
+    "smoke": dict(samplers=(("DDIM", "ddim", 6), ("Heun", "heun", 4),
+                            ("DPM-Solver-2", "dpm_solver", 4),
+                            ("grad. est. γ=2", "gradient_estimation", 6))),
+    # The paper's zoo is already ε-prediction VP: compare with EDM instead.
+    "paper": dict(kernel=dict(diffusion=dict(parameterization="edm", schedule="vp",
+                                             time_input="t"))),
+}
+
+
+def settings(variant: str = "cpu") -> Settings:
+  """The zoo of the same variant of `reproducibility_regimes`, so no model is trained twice."""
+  changes = _zoo_study.shared_changes(variant)
+  return settings_lib.override(Settings(zoo=changes.pop("zoo")),
+                               dict(changes, **_VARIANT_CHANGES[variant]))
 
 
 def kernel_label(diffusion) -> str:
-  d = dict(diffusion)
-  if d.get("parameterization") == "edm":
+  """`diffusion`: anything with `parameterization` and `schedule` fields."""
+  if diffusion.parameterization == "edm":
     return "VE (EDM)"
-  return f"{d.get('schedule', 'vp').upper()} {d.get('parameterization')}-pred."
+  return f"{diffusion.schedule.upper()} {diffusion.parameterization}-pred."
 
 
 def sample_all(groups, noise, config):
@@ -95,7 +154,7 @@ def kernel_scores(groups, other, noise, theory_ref, train_x, sims, config):
   `train_x`: `{N: training images [N, ...]}`.
   """
   g = groups[int(config.kernel.width_index)]
-  vp_sched = schedules.get_schedule(str(config.kernel.diffusion.get("schedule", "vp")))
+  vp_sched = schedules.get_schedule(config.kernel.diffusion.schedule)
   # A grid inside both kernels' trained σ range.
   smin = max(float(config.sigma_min), float(vp_sched.sigma_min))
   smax = min(float(config.sigma_max), float(vp_sched.sigma_max))
@@ -127,15 +186,15 @@ def kernel_scores(groups, other, noise, theory_ref, train_x, sims, config):
   return rows, dict(sampler=label, sigma_min=smin, sigma_max=smax, width=g.name)
 
 
-def run(config, workdir) -> dict:
-  """Restore (or train) the models, sample with every sampler, score, report."""
-  st = _zoo_study.begin("reproducibility_across_samplers", config, workdir, later_steps=4)
+def measure(config: Settings, ctx) -> dict:
+  """Restore (or train) the models, sample with every sampler, score; figures and CSVs."""
+  st = _zoo_study.begin(config, ctx, later_steps=4)
   workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
   zoo = config.zoo
   w_other = zoo.widths[int(config.kernel.width_index)]
   other = model_zoo.ensure_zoo(
       zoo, ds, widths=[w_other], seeds=config.kernel.seeds,
-      overrides={"diffusion": dict(config.kernel.diffusion)},
+      overrides={"diffusion": settings_lib.to_dict(config.kernel.diffusion)},
       suffix="_" + str(config.kernel.diffusion.parameterization))[0]
   progress.step(other.name)
   t_train = time.time() - t0
@@ -168,14 +227,51 @@ def run(config, workdir) -> dict:
              kernel=dict(kernel_info, other=other.name, other_info=other.info,
                          zoo_kernel=kernel_label(zoo.train.diffusion),
                          other_kernel=kernel_label(config.kernel.diffusion)),
-             summary=summary, train_seconds=t_train, seconds=seconds)
-  io.save_json(workdir / "metrics.json", out)
-  io.write_text(workdir / "report.md", _report(summary, model_rows, seed_rows, kernel_rows,
-                                               kernel_info, other, cal, config, seconds,
-                                               t_train))
-  progress.step("report")
+             summary=summary, model_rows=model_rows, seed_rows=seed_rows,
+             kernel_rows=kernel_rows, train_seconds=t_train, seconds=seconds)
+  progress.step("figures")
   logging.info("across samplers: %s", summary)
   return out
+
+
+def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
+  """Across samplers, per sampler across seeds, across training kernels."""
+  s, krows = metrics["summary"], metrics["kernel_rows"]
+  k0 = krows[0]
+  src = "reproducibility paper §2, App. A (C-repro)"
+  kern = metrics["kernel"]
+  seeds_small = s["rp_seeds_smallest_N"]
+  return [
+      verdicts_lib.judge(
+          s["rp_between_samplers_min"] > config.min_rp_samplers,
+          claim="The same model sampled with different deterministic samplers from the same "
+                "noise gives the same image.",
+          criterion=f"lowest mean RP between samplers over N > {config.min_rp_samplers:g}",
+          measured=dict(rp_between_samplers_min=s["rp_between_samplers_min"],
+                        rp_between_samplers_mean=s["rp_between_samplers_mean"]),
+          source=src),
+      verdicts_lib.judge(
+          bool(seeds_small) and min(seeds_small.values()) > config.min_rp_seeds,
+          claim="Reproducibility between models holds for every sampler in the memorization "
+                "regime.",
+          criterion=f"RP between seeds > {config.min_rp_seeds:g} for every sampler at the "
+                    "smallest N",
+          measured=dict(rp_seeds_smallest_N=seeds_small), source=src),
+      verdicts_lib.judge(
+          k0["rp_kernels"] >= config.kernel_rp_ratio * k0["rp_zoo_seeds"],
+          partly=k0["rp_kernels"] > config.kernel_rp_partly,
+          claim=f"Models trained with different perturbation kernels ({kern['other_kernel']} "
+                f"vs {kern['zoo_kernel']}) reproduce each other.",
+          criterion=f"at the smallest N: RP across kernels ≥ {config.kernel_rp_ratio:g} × RP "
+                    f"between seeds (partly: > {config.kernel_rp_partly:g})",
+          measured=dict(N=k0["N"], rp_kernels=k0["rp_kernels"],
+                        rp_zoo_seeds=k0["rp_zoo_seeds"]),
+          source=src),
+  ]
+
+
+def render(config: Settings, metrics: dict, workdir) -> None:
+  io.write_text(pathlib.Path(workdir) / "report.md", _report(metrics, config))
 
 
 def summarize(model_rows, seed_rows, kernel_rows, theory_mats, groups, config) -> dict:
@@ -211,7 +307,7 @@ def _figures(workdir, mean_mats, theory_mats, model_rows, seed_rows, kernel_rows
   plots.sampler_matrix(workdir / "sampler_rp.png", mats, labels,
                        "RP between samplers from the same noises (same model; mean over "
                        "models of that N)")
-  plt = plots._plt()
+  plt = plotting.pyplot()
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
   for i, g in enumerate(groups):
@@ -255,8 +351,11 @@ def _figures(workdir, mean_mats, theory_mats, model_rows, seed_rows, kernel_rows
   io.save_figure(fig, workdir / "kernels.png")
 
 
-def _report(s, model_rows, seed_rows, kernel_rows, kinfo, other, cal, config, seconds,
-            t_train) -> str:
+def _report(metrics: dict, config: Settings) -> str:
+  s, vs = metrics["summary"], metrics["verdicts"]
+  model_rows, seed_rows = metrics["model_rows"], metrics["seed_rows"]
+  kernel_rows, kinfo = metrics["kernel_rows"], metrics["kernel"]
+  seconds, t_train = metrics["seconds"], metrics["train_seconds"]
   labels = [f"{lab} (`{name}`, {steps} steps)" for lab, name, steps in config.samplers]
   sizes = sorted({r["N"] for r in model_rows})
   table = []
@@ -274,15 +373,7 @@ def _report(s, model_rows, seed_rows, kernel_rows, kinfo, other, cal, config, se
              f"RP {oth_k} vs ε*": r["rp_other_theory"], f"RP {zoo_k} vs ε*": r["rp_zoo_theory"],
              f"GL {oth_k}": r["gl_other"], f"GL {zoo_k}": r["gl_zoo"]}
             for r in kernel_rows]
-  samplers_ok = s["rp_between_samplers_min"] > 0.5
-  per_sampler_ok = bool(s["rp_seeds_smallest_N"]) and min(s["rp_seeds_smallest_N"].values()) > 0.5
   k0, k1 = kernel_rows[0], kernel_rows[-1]
-  if k0["rp_kernels"] >= 0.8 * k0["rp_zoo_seeds"]:
-    kernels_verdict = common.verdict(True)
-  elif k0["rp_kernels"] > 0.5:
-    kernels_verdict = "**partly reproduced**"
-  else:
-    kernels_verdict = common.verdict(False)
   return f"""## Reproducibility across samplers and training kernels
 
 **Claim** (C-repro, paper §2 and App. A: DDPMv4 vs v5 differ only in the ODE
@@ -294,8 +385,8 @@ samplers gives the same image, and models trained with different kernels (VP
 **Set-up.** The models of `reproducibility_regimes` (same `zoo`, restored
 from `{config.zoo.dir}/`), the same {config.num_noises} fixed noises, samplers
 {', '.join(labels)} on the EDM ρ-grid σ ∈ [{config.sigma_min:g}, {config.sigma_max:g}];
-similarity: NCC with the calibrated threshold {cal.threshold:.3f}.  Kernels: a
-group `{other.name}` ({oth_k}, width {kinfo['width']}, seeds
+similarity: NCC with the calibrated threshold {metrics['threshold']:.3f}.  Kernels: a
+group `{kinfo['other']}` ({oth_k}, width {kinfo['width']}, seeds
 {tuple(int(x) for x in config.kernel.seeds)}, same steps and subsets) against
 the zoo's {zoo_k} models of that width, both sampled with {kinfo['sampler']} on
 σ ∈ [{kinfo['sigma_min']:.3g}, {kinfo['sigma_max']:.3g}] (inside both kernels' training
@@ -312,17 +403,17 @@ total {seconds:.0f} s.
 {io.markdown_table(ktable, fmt="{:.2f}")}
 **Verdicts.**
 
-1. Same model, different samplers: {common.verdict(samplers_ok)}. Mean RP over
+1. Same model, different samplers: **{vs[0]["verdict"]}**. Mean RP over
    sampler pairs is {s['rp_between_samplers_mean']:.2f} (lowest over N
    {s['rp_between_samplers_min']:.2f}); for ε* itself the lowest is
    {s['theory_rp_between_samplers_min']:.2f} (discretization differences alone).
 2. C-repro holds for every sampler in the memorization regime (RP between
-   seeds at N = {sizes[0]}): {common.verdict(per_sampler_ok)}
+   seeds at N = {sizes[0]}): **{vs[1]["verdict"]}**
    ({', '.join(f"{k}: {v:.2f}" for k, v in s['rp_seeds_smallest_N'].items())}); at
    N = {sizes[-1]}: {', '.join(f"{k}: {v:.2f}" for k, v in s['rp_seeds_largest_N'].items())}.
-3. Across kernels ({oth_k} vs {zoo_k}): {kernels_verdict} in the
-   memorization regime (reproduced: RP across kernels ≥ 0.8 × RP between seeds;
-   partly: > 0.5): RP {k0['rp_kernels']:.2f} at N = {k0['N']} against
+3. Across kernels ({oth_k} vs {zoo_k}): **{vs[2]["verdict"]}** in the
+   memorization regime (reproduced: RP across kernels ≥ {config.kernel_rp_ratio:g} × RP
+   between seeds; partly: > {config.kernel_rp_partly:g}): RP {k0['rp_kernels']:.2f} at N = {k0['N']} against
    {k0['rp_zoo_seeds']:.2f} between two {zoo_k} seeds; RP to ε*
    {k0['rp_other_theory']:.2f} ({oth_k}) and {k0['rp_zoo_theory']:.2f} ({zoo_k}); GL
    {k0['gl_other']:.2f} and {k0['gl_zoo']:.2f}.  At N = {k1['N']}: RP
@@ -339,4 +430,5 @@ total {seconds:.0f} s.
 (different architectures, kernels and samplers) with SSCD at 0.6; here the
 models are small MLPs on 8×8 digits, compared with a calibrated pixel NCC, and
 the samplers' step counts are fixed CPU-sized grids.
-"""
+
+{verdicts_lib.table(vs)}"""

@@ -22,6 +22,7 @@ Writes config.json, noises.npy, subsets.npz, calibration.png, regimes.png
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 
@@ -34,8 +35,47 @@ from repro_jax.networks import model_zoo
 from repro_jax.analysis import noise_plane
 from repro_jax.analysis import reproducibility as rpr
 from repro_jax.studies import _zoo_figures as plots
+from repro_jax import settings as settings_lib
 from repro_jax.studies import _zoo_study
-from repro_jax.studies import common
+from repro_jax.studies import verdicts as verdicts_lib
+
+VARIANTS = _zoo_study.ZOO_VARIANTS
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(_zoo_study.ZooStudySettings):
+  """The zoo, the sampler, the regime bands, the figures and the verdict criteria."""
+  # Deterministic sampler: Heun on the EDM ρ-grid (2·steps − 1 evaluations).
+  sampler: str = "heun"
+  steps: int = 18
+  # Regime bands, from the measured GL and RP-to-theory.
+  band_gl_mem: float = 0.1
+  band_rp_theory_mem: float = 0.5
+  band_gl_gen: float = 0.9
+  # Figures.
+  grid_columns: int = 8             # Fig. 1: noises per row
+  plane_grid: int = 40              # Fig. 4: points per axis
+  plane_size_index: int = 1         # Fig. 4: zoo.sizes[i] of the memorizing row
+  # Criteria of the verdicts.
+  min_rp_memorization: float = 0.5  # RP between seeds at the smallest N
+  min_rp_theory: float = 0.5        # RP to ε* at the smallest N ...
+  min_rp_theory_drop: float = 0.3   # ... and how much lower it is at the largest N
+  min_rp_generalization: float = 0.5  # RP between seeds at the largest N
+  min_plane_margin: float = 0.25    # map agreement between models above chance
+
+
+_VARIANT_CHANGES = {
+    "cpu": {}, "cpu_full": dict(plane_grid=64),
+    "smoke": dict(steps=6, grid_columns=4, plane_grid=5, plane_size_index=0),
+    "paper": dict(plane_grid=100, plane_size_index=2),
+}
+
+
+def settings(variant: str = "cpu") -> Settings:
+  """`cpu` (default), `cpu_full` (hours), `smoke` (seconds) or `paper` (CIFAR-10 U-Nets)."""
+  changes = _zoo_study.shared_changes(variant)
+  return settings_lib.override(Settings(zoo=changes.pop("zoo")),
+                               dict(changes, **_VARIANT_CHANGES[variant]))
 
 def _entries(groups, samples, n):
   """(label, width index, seed, samples [B, ...]) of every model trained on N = n."""
@@ -151,9 +191,9 @@ def noise_plane_maps(groups, theory, th_dens, ds, subsets, noise, sigmas, sims, 
   return out
 
 
-def run(config, workdir) -> dict:
-  """Train (or reuse) the zoo, sample, score; write metrics, figures and report.md."""
-  st = _zoo_study.begin("reproducibility_regimes", config, workdir, later_steps=4)
+def measure(config: Settings, ctx) -> dict:
+  """Train (or reuse) the zoo, sample, score; writes the CSV table and the figures."""
+  st = _zoo_study.begin(config, ctx, later_steps=4)
   workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
   zoo = config.zoo
   t_train = time.time() - t0
@@ -189,10 +229,61 @@ def run(config, workdir) -> dict:
                boundary={k: v["boundary"] for k, v in r["maps"].items()})
           for r in plane["rows"]]),
       summary=summary, train_seconds=t_train, seconds=seconds)
-  io.save_json(workdir / "metrics.json", metrics_out)
-  write_report(workdir, per_size, plane, summary, groups, cal, config, seconds, t_train)
   progress.step("figures")
   return metrics_out
+
+
+def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
+  """Memorization, Theorem 1, generalization, RP regained, noise plane."""
+  s = metrics["summary"]
+  n0, n1 = metrics["sizes"][0], metrics["sizes"][-1]
+  pr = s["plane"][0]
+  src = "reproducibility paper §4, Fig. 2"
+  return [
+      verdicts_lib.judge(
+          s["memorization_at_smallest_N"] and s["rp_seed_smallest_N"] > config.min_rp_memorization,
+          claim="Small N: a memorization regime (samples are training copies) with "
+                "reproducibility between models.",
+          criterion=f"every width memorizes at N = {n0} and RP between seeds > "
+                    f"{config.min_rp_memorization:g}",
+          measured=dict(N=n0, memorization=s["memorization_at_smallest_N"],
+                        rp_seed=s["rp_seed_smallest_N"], rp_cross=s["rp_cross_smallest_N"]),
+          source=src),
+      verdicts_lib.judge(
+          s["rp_theory_smallest_N"] > config.min_rp_theory
+          and s["rp_theory_largest_N"] < s["rp_theory_smallest_N"] - config.min_rp_theory_drop,
+          claim="Theorem 1: memorizing models converge to ε*, so their generations match "
+                "ε*'s from the same noise; less so as N grows.",
+          criterion=f"RP to ε* > {config.min_rp_theory:g} at N = {n0} and at least "
+                    f"{config.min_rp_theory_drop:g} lower at N = {n1}",
+          measured=dict(rp_theory_smallest_N=s["rp_theory_smallest_N"],
+                        rp_theory_largest_N=s["rp_theory_largest_N"]),
+          source="reproducibility paper Theorem 1, Fig. 6"),
+      verdicts_lib.judge(
+          s["generalization_at_largest_N"],
+          claim="Large N: a generalization regime (samples are new, GL high).",
+          criterion=f"GL > {config.band_gl_gen:g} for every width at N = {n1}",
+          measured=dict(N=n1, generalization=s["generalization_at_largest_N"]),
+          source=src),
+      verdicts_lib.judge(
+          s["rp_seed_largest_N"] > config.min_rp_generalization,
+          claim="Reproducibility is regained in the generalization regime.",
+          criterion=f"RP between seeds > {config.min_rp_generalization:g} at N = {n1}",
+          measured=dict(rp_seed_largest_N=s["rp_seed_largest_N"], rp_seed_min=s["rp_seed_min"],
+                        rp_seed_min_N=s["rp_seed_min_N"]),
+          source=src),
+      verdicts_lib.judge(
+          pr["agree_models"] > pr["chance_models"] + config.min_plane_margin,
+          claim="Different models draw the same noise-plane map (Fig. 4).",
+          criterion=f"map agreement between models > chance + {config.min_plane_margin:g} "
+                    f"at N = {pr['N']}",
+          measured=dict(agree_models=pr["agree_models"], chance_models=pr["chance_models"]),
+          source="reproducibility paper Fig. 4"),
+  ]
+
+
+def render(config: Settings, metrics: dict, workdir) -> None:
+  io.write_text(pathlib.Path(workdir) / "report.md", report_text(metrics, config))
 
 
 def _mean(values) -> float:
@@ -291,11 +382,6 @@ def figures(workdir, cal, groups, samples, theory, per_size, plane, ds, subsets,
   plots.noise_plane_figure(workdir / "noise_plane.png", plane, names)
 
 
-def write_report(workdir, per_size, plane, s, groups, cal, config, seconds, t_train):
-  io.write_text(pathlib.Path(workdir) / "report.md",
-                report_text(per_size, plane, s, groups, cal, config, seconds, t_train))
-
-
 DIFFERENCES = """**Differences from the paper.** 8×8 grey digits (≤ 1797 images) instead of
 CIFAR-10 32×32 (N up to 2^15); pixel NCC with a calibrated threshold instead
 of SSCD descriptors at 0.6 (NCC demands a pixel-level match, so "the same
@@ -310,9 +396,11 @@ def _fmt(v, f="{:.2f}"):
   return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f.format(v)
 
 
-def report_text(per_size, plane, s, groups, cal, config, seconds, t_train) -> str:
+def report_text(metrics: dict, config: Settings) -> str:
   zoo = config.zoo
-  names = [g.name for g in groups]
+  per_size, s, vs = metrics["per_size"], metrics["summary"], metrics["verdicts"]
+  seconds, t_train = metrics["seconds"], metrics["train_seconds"]
+  names = metrics["widths"]
   t = config.paper_threshold
   table = []
   for sz in per_size:
@@ -330,11 +418,6 @@ def report_text(per_size, plane, s, groups, cal, config, seconds, t_train) -> st
                  "MAE across widths": sz["mae_cross"], "GL of ε*": sz["theory"]["gl_cal"]}
                 for sz in per_size]
   n0, n1 = per_size[0]["N"], per_size[-1]["N"]
-  mem_ok = s["memorization_at_smallest_N"] and s["rp_seed_smallest_N"] > 0.5
-  th_ok = (s["rp_theory_smallest_N"] > 0.5
-           and s["rp_theory_largest_N"] < s["rp_theory_smallest_N"] - 0.3)
-  gen_ok = s["generalization_at_largest_N"]
-  regain_ok = s["rp_seed_largest_N"] > 0.5
   leave = ", ".join(f"{nm}: {'never (all N memorized)' if n is None else f'N = {n}'}"
                     for nm, n in s["leaves_memorization_at"].items())
   plane_lines = []
@@ -343,10 +426,9 @@ def report_text(per_size, plane, s, groups, cal, config, seconds, t_train) -> st
         f"N = {r['N']}: maps of different models agree on {_fmt(r['agree_models'], '{:.0%}')} "
         f"of the plane (chance {_fmt(r['chance_models'], '{:.0%}')}); models vs ε* "
         f"{_fmt(r['agree_theory'], '{:.0%}')} (chance {_fmt(r['chance_theory'], '{:.0%}')})")
-  pr = s["plane"][0]
-  plane_ok = pr["agree_models"] > pr["chance_models"] + 0.25
-  data_desc = ("8×8 grey digits (`digits`)" if zoo.data.name == "digits"
-               else f"`{zoo.data.name}` images")
+  data = zoo.train.data
+  data_desc = ("8×8 grey digits (`digits`)" if data.name == "digits"
+               else f"`{data.name}` images")
   abbrev = {"memorization": "M", "transition": "T", "generalization": "G"}
   regime_lines = "; ".join(
       f"{nm}: " + ", ".join(f"{sz['N']} {abbrev[sz['widths'][nm]['regime']]}" for sz in per_size)
@@ -354,7 +436,8 @@ def report_text(per_size, plane, s, groups, cal, config, seconds, t_train) -> st
   th_curve = ", ".join(
       f"N = {sz['N']}: {np.mean([sz['widths'][nm]['rp_theory'] for nm in names]):.2f}"
       for sz in per_size)
-  trained = {g.name: float(g.info.get("train_seconds", float("nan"))) for g in groups}
+  trained = {nm: float(g.get("train_seconds", float("nan")))
+             for nm, g in metrics["groups"].items()}
   train_note = (f"training took {sum(trained.values()):.0f} s ("
                 + ", ".join(f"{k}: {v:.0f} s" for k, v in trained.items())
                 + (", in an earlier run; this run restored the checkpoints"
@@ -367,12 +450,12 @@ def report_text(per_size, plane, s, groups, cal, config, seconds, t_train) -> st
   param = zoo.train.diffusion.parameterization
   gl_paper_max = max(v["gl_paper"] for sz in per_size for v in sz["widths"].values())
   differences = (DIFFERENCES.format(steps=tr.num_steps, noises=config.num_noises)
-                 if zoo.data.name == "digits" and zoo.model == "mlp" else
+                 if data.name == "digits" and zoo.model == "mlp" else
                  "**Differences from the paper.** Pixel NCC with a calibrated threshold "
                  "instead of SSCD descriptors at 0.6.")
   return f"""## Reproducibility regimes with trained networks (paper Fig. 1, 2, 4, 6)
 
-**Claims** (THEORY.md §4). *C-repro*: from the same noise and a deterministic
+**Claims** (docs/theory.md §4). *C-repro*: from the same noise and a deterministic
 sampler, different diffusion models produce nearly the same sample.
 *C-regimes* (Fig. 2): this reproducibility holds in a memorization regime
 (small N: samples are training copies, GL ≈ 0), dips in a transition, and
@@ -395,9 +478,9 @@ and the empirical denoiser ε* of its subset start from the same
 run the deterministic `{config.sampler}` sampler ({config.steps} EDM ρ-steps,
 σ ∈ [{config.sigma_min:g}, {config.sigma_max:g}], {2 * int(config.steps) - 1} evaluations).
 Similarity: pixel NCC (the paper's SSCD weights are not available), threshold
-**{cal.threshold:.3f}** calibrated on the training digits (an image vs a copy
+**{metrics['threshold']:.3f}** calibrated on the training digits (an image vs a copy
 with Gaussian noise of std {config.calib_noise} on the [−1, 1] scale, against
-pairs of distinct digits; balanced accuracy {cal.accuracy:.3f}); scores at the
+pairs of distinct digits; balanced accuracy {metrics['calibration_accuracy']:.3f}); scores at the
 paper's 0.6 are listed for reference: for NCC on digits 0.6 is far too loose
 (distinct digits of one class often exceed it; GL at 0.6 is at most
 {gl_paper_max:.2f} over all models, i.e. every
@@ -437,7 +520,7 @@ other but not with ε* (new digits, not copies).
 ![noise plane](noise_plane.png)
 
 *Fig. 4 analogue*: anchors ε1, ε2, ε3 are three fixed noises whose ε*
-generations (at N = {plane['rows'][0]['N']}) are different digits; each plane
+generations (at N = {metrics['noise_plane']['rows'][0]['N']}) are different digits; each plane
 point is coloured by the anchor generation its own model's output matches
 best, shaded by that similarity.  Paper: DDPMv6, EDMv1 and Multistagev1
 draw very similar maps, and nearby noises give similar images.
@@ -447,7 +530,7 @@ draw very similar maps, and nearby noises give similar images.
 **Verdicts** (computed from the numbers above).
 
 1. Memorization regime, with reproducibility (C-regimes, left of Fig. 2):
-   {common.verdict(mem_ok)}. At N = {n0} every width is in the memorization
+   **{vs[0]["verdict"]}**. At N = {n0} every width is in the memorization
    regime: {s['memorization_at_smallest_N']}; RP between seeds
    {s['rp_seed_smallest_N']:.2f}, across widths {_fmt(s['rp_cross_smallest_N'])}.  (The
    paper's memorization-regime RP is close to 1; these models stop after
@@ -455,21 +538,22 @@ draw very similar maps, and nearby noises give similar images.
    {s['rp_theory_smallest_N']:.2f}; since GL ≈ 0, pairs that disagree are copies of
    different training images.)
 2. Theorem 1 / Fig. 6 (trained models converge to ε* when they memorize):
-   {common.verdict(th_ok)}. RP to ε* is {s['rp_theory_smallest_N']:.2f} at N = {n0} and
+   **{vs[1]["verdict"]}**. RP to ε* is {s['rp_theory_smallest_N']:.2f} at N = {n0} and
    {s['rp_theory_largest_N']:.2f} at N = {n1}; the ε* generations themselves are
    training copies (largest GL of ε* over N: {s['theory_gl_max']:.2f}).
-3. Generalization at large N (GL high): {common.verdict(gen_ok, "reproduced", "not reached")}.
+3. Generalization at large N (GL high): **{vs[2]["verdict"]}**.
    First N that is not memorized, per width: {leave}.  Wider networks
    memorize up to larger N (GL of the widest ≤ GL of the narrowest at ≥ 80 % of
    the N): {s['wider_memorizes_longer']}.
 4. Reproducibility regained in the generalization regime (right of Fig. 2):
-   {common.verdict(regain_ok, "reproduced", "differs")}. RP between seeds is
+   **{vs[3]["verdict"]}**. RP between seeds is
    {s['rp_seed_smallest_N']:.2f} at N = {n0}, lowest {s['rp_seed_min']:.2f} at
    N = {s['rp_seed_min_N']},
    and {s['rp_seed_largest_N']:.2f} at N = {n1}; across widths {_fmt(s['rp_cross_smallest_N'])}
    → lowest {_fmt(s['rp_cross_min'])} at N = {s['rp_cross_min_N']} → {_fmt(s['rp_cross_largest_N'])}.
-5. Noise plane (Fig. 4): {common.verdict(plane_ok, "reproduced", "differs")}.
+5. Noise plane (Fig. 4): **{vs[4]["verdict"]}**.
    {'; '.join(plane_lines)}.
 
+{verdicts_lib.table(vs)}
 {differences}
 """
