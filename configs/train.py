@@ -1,4 +1,4 @@
-"""Training configs for `experiments/train.py`.
+"""Training configs for `python -m experiments.train`.
 
 Variants (`--config=configs/train.py:<variant>`):
 
@@ -12,7 +12,7 @@ Variants (`--config=configs/train.py:<variant>`):
 
 Example:
 
-  python experiments/train.py --config=configs/train.py:cpu --workdir=workdirs/digits \
+  python -m experiments.train --config=configs/train.py:cpu --workdir=workdirs/digits \
       --config.data.num_train=256 --config.model.width=32
 """
 

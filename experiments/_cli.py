@@ -1,25 +1,99 @@
-"""Shared absl plumbing of the study entry points (`--config`, `--workdir`).
+"""Shared absl plumbing of the entry points: one-line errors, `--print_config`,
+writable-output checks, and the study entry points (`--config`, `--workdir`).
 
-The config file (`configs/<study>.py:<variant>`, with `--config.x=` overrides)
-is parsed once into the study's typed settings; the run is
-`repro_jax.studies.runner.run_study`, the same as in the main job.
+A bad flag, config override, variant or input ends the command with one line
+on stderr, `<command>: error: <what, and what is allowed>`, and exit status 2,
+before any work; never a traceback or a page of usage.
 """
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import tempfile
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+# What a config override or a flag value can raise while absl parses the flags.
+_PARSE_ERRORS = (flags.Error, AttributeError, KeyError, ValueError, TypeError, IndexError)
+
+
+def fail(message: str) -> None:
+  """Print `<command>: error: message` and exit with status 2."""
+  name = pathlib.Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "repro_jax"
+  print(f"experiments.{name}: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _override_args(argv):
+  return [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with every failure reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except SystemExit as e:   # --help / --helpfull print their text, then exit
+    if e.code and any(a in ("--help", "--helpfull", "--helpshort", "-h", "-?")
+                      for a in argv[1:]):
+      sys.exit(0)
+    raise
+  except _PARSE_ERRORS as e:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    # A config file's own error (e.g. an unknown variant) is the last line.
+    text = (lines[-1] if lines else "").strip('"').strip("'")
+    if isinstance(e, AttributeError) or isinstance(e, KeyError):
+      bad = [a for a in _override_args(argv) if a.rsplit(".", 1)[-1] == text.strip("'\"")]
+      where = bad[0] if bad else "--config.<field>"
+      fail(f"{where}: no such config field ('{text}'); --print_config lists the fields.")
+    fail(text or type(e).__name__)
+
+
+def check_writable_dir(path, flag: str, value=None) -> None:
+  """Fail now (not after the work) if the directory `path` cannot be created and
+  written; `value` is the flag's value as the user gave it (default `path`)."""
+  path = pathlib.Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+      pass
+  except OSError as e:
+    fail(f"--{flag}={value or path}: {path} is not a writable directory "
+         f"({e.strerror or e}).")
+
+
+def define_print_config():
+  return flags.DEFINE_bool("print_config", False,
+                           "Print the resolved config (every field, after overrides) and exit.")
+
+
+def print_config(config) -> None:
+  print(config)
+
+
+def run(main) -> None:
+  """`app.run(main)` with one-line flag errors."""
+  app.run(main, flags_parser=parse_flags)
+
 
 def main_for(study: str) -> None:
-  """Define `--config` and `--workdir`, then run the study."""
+  """Define `--config`, `--workdir` and `--print_config`, then run the study."""
   config = config_flags.DEFINE_config_file(
-      "config", f"configs/{study}.py:cpu", "Study config file, `path.py:variant`.")
+      "config", f"configs/{study}.py:cpu", "Study config file, `path.py:variant`; override "
+      "fields with --config.<field>=<value> (--print_config lists them).")
   workdir = flags.DEFINE_string("workdir", f"results/{study}",
                                 "Directory for config, metrics, figures and report.")
+  show = define_print_config()
 
   def main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+      fail(f"unexpected arguments {argv[1:]}.")
+    if show.value:
+      print_config(config.value)
+      return
     from repro_jax import settings  # after flag parsing: jax starts here
     from repro_jax.studies import runner
     path = flags.FLAGS["config"].config_filename
@@ -27,7 +101,12 @@ def main_for(study: str) -> None:
     try:
       parsed = settings.parse(runner.study_module(study).Settings, config.value)
     except ValueError as e:
-      raise app.UsageError(str(e)) from e
-    runner.run_study(study, parsed, workdir.value, variant=variant)
+      fail(str(e))
+    check_writable_dir(pathlib.Path(workdir.value).parent, "workdir", workdir.value)
+    try:
+      runner.run_study(study, parsed, workdir.value, variant=variant)
+    except (ValueError, FileNotFoundError) as e:
+      fail(str(e))
+    print(f"wrote {os.path.abspath(workdir.value)}/ (report.md, metrics.json, figures)")
 
-  app.run(main)
+  run(main)

@@ -5,9 +5,9 @@
   python -m experiments.reproduce --variant=paper      # paper-scale configs (GPU/TPU)
 """
 
-from absl import app
 from absl import flags
 
+from experiments import _cli
 from repro_jax import sharding
 from repro_jax.studies import STUDIES
 from repro_jax.studies import runner
@@ -27,18 +27,23 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _cli.fail(f"unexpected arguments {argv[1:]}.")
   if _LIST.value:
     print(runner.listing(_VARIANT.value, _RESULTS.value))
     return
-  sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
   try:
     names = runner.select(_ONLY.value)
   except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  runner.run_studies(names, variant=_VARIANT.value, results_dir=_RESULTS.value,
-                     force=_FORCE.value)
+    _cli.fail(f"--only: {e}")
+  results = _RESULTS.value or runner.default_results_dir(_VARIANT.value)
+  _cli.check_writable_dir(results, "results_dir")
+  sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
+  try:
+    runner.run_studies(names, variant=_VARIANT.value, results_dir=results,
+                       force=_FORCE.value)
+  except (ValueError, FileNotFoundError) as e:
+    _cli.fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

@@ -17,13 +17,16 @@ grid beside it for image data (`--data` of ndim ≥ 3) or when `--png` is given.
 All the work is `repro_jax.samplers.sample_to_files`.
 """
 
-from absl import app
+import os
+
 from absl import flags
+
+from experiments import _cli
 
 _DATA = flags.DEFINE_string("data", None, "Training set [N, ...] (.npy, or .npz with "
                             "key data/x/images or a single array); the empirical denoiser "
                             "over it is sampled.  Exactly one of --data / --checkpoint.")
-_CKPT = flags.DEFINE_string("checkpoint", None, "A training workdir (experiments/train.py): "
+_CKPT = flags.DEFINE_string("checkpoint", None, "A training workdir (python -m experiments.train): "
                             "sample its latest checkpoint instead of the empirical denoiser.")
 _MODEL = flags.DEFINE_integer("model_index", None, "Model of a many-model checkpoint.")
 _EMA = flags.DEFINE_bool("ema", True, "Use the EMA parameters of --checkpoint.")
@@ -61,7 +64,8 @@ _PNG = flags.DEFINE_string("png", None, "PNG path for a picture of the samples "
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _cli.fail(f"unexpected arguments {argv[1:]}.")
+  _cli.check_writable_dir(os.path.dirname(os.path.abspath(_OUT.value)), "out", _OUT.value)
   from repro_jax import samplers  # after flag parsing: jax starts here
   try:
     samplers.sample_to_files(
@@ -73,8 +77,9 @@ def main(argv):
         batch_size=_BATCH.value, gamma=_GAMMA.value, eta=_ETA.value, mu=_MU.value,
         order=_ORDER.value, churn=_CHURN.value)
   except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
-    raise SystemExit(f"experiments.sample: error: {e}") from None
+    _cli.fail(str(e))
+  print(f"wrote {os.path.abspath(_OUT.value)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

@@ -1,7 +1,7 @@
 r"""Train a denoising network (U-Net or MLP) as configured.
 
-    python experiments/train.py --config=configs/train.py:cpu --workdir=workdirs/digits
-    python experiments/train.py --config=configs/train.py:paper --workdir=workdirs/c10 \
+    python -m experiments.train --config=configs/train.py:cpu --workdir=workdirs/digits
+    python -m experiments.train --config=configs/train.py:paper --workdir=workdirs/c10 \
         --config.data.path=/data/cifar-10-batches-py --config.model.width=64
 
 Writes `config.json`, `data_indices.npy`, `metrics.jsonl` and orbax
@@ -13,16 +13,20 @@ latest checkpoint.  `--config.distributed=True` calls
 
 import logging as std_logging
 
-from absl import app
+import os
+
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from experiments import _cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config, `configs/train.py:<variant>` (smoke, cpu, molrg, "
     "paper); override fields with --config.<field>=<value>.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.",
                                required=True)
+_PRINT = _cli.define_print_config()
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -34,9 +38,12 @@ class _QuietOrbax(std_logging.Filter):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _cli.fail(f"unexpected arguments {argv[1:]}.")
   if _CONFIG.value is None:
-    raise app.UsageError("--config is required, e.g. --config=configs/train.py:cpu")
+    _cli.fail("--config is required, e.g. --config=configs/train.py:cpu")
+  if _PRINT.value:
+    _cli.print_config(_CONFIG.value)
+    return
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietOrbax())
   from repro_jax import settings  # after flag parsing: jax starts here
@@ -44,11 +51,18 @@ def main(argv):
   from repro_jax.networks import training
   try:
     cfg = settings.parse(training.TrainSettings, _CONFIG.value)
-    sharding.maybe_initialize_distributed(cfg.distributed)
+    training.check_config(cfg)
+  except ValueError as e:
+    _cli.fail(str(e))
+  _cli.check_writable_dir(os.path.dirname(os.path.abspath(_WORKDIR.value)), "workdir",
+                         _WORKDIR.value)
+  sharding.maybe_initialize_distributed(cfg.distributed)
+  try:
     training.train(cfg, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as e:
-    raise app.UsageError(str(e)) from e
+    _cli.fail(str(e))
+  print(f"wrote {os.path.abspath(_WORKDIR.value)}/ (checkpoints, metrics.jsonl, config.json)")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

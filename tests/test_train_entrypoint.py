@@ -1,4 +1,4 @@
-"""`python experiments/train.py`: config files and overrides, outputs, resume,
+"""`python -m experiments.train`: config files and overrides, outputs, resume,
 and bad configs failing with a clear message before any training.
 """
 
@@ -22,7 +22,7 @@ _CACHE = pathlib.Path.home() / ".cache" / "repro_jax" / "jax_test_cache"
 def _run(*args):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
              JAX_COMPILATION_CACHE_DIR=str(_CACHE))
-  return subprocess.run([sys.executable, "experiments/train.py", *args], cwd=_ROOT,
+  return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=_ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -56,10 +56,13 @@ def study_settings(name: str, variant: str = "cpu"):
 
 
 def select(only: str | None) -> list[str]:
-  """Study names to run, in registry order; `only` is a comma-separated subset."""
-  if not only:
+  """Study names to run, in registry order; `only` is a comma-separated subset
+  (None: every study; an empty or blank list is an error, not "all")."""
+  if only is None:
     return list(STUDIES)
   names = [n.strip() for n in only.split(",") if n.strip()]
+  if not names:
+    raise ValueError(f"names no study ({only!r}); known: {', '.join(STUDIES)}.")
   unknown = [n for n in names if n not in STUDIES]
   if unknown:
     raise ValueError(f"unknown study name(s) {unknown}; known: {', '.join(STUDIES)}.")
