@@ -82,7 +82,7 @@ def check_bases(bases, name="bases", *, orthonormal=True):
     tol = _orthonormal_tol(validation.float_dtypes(bases=bases)[0])
 
     def ok(u):
-      u = jnp.asarray(u, jnp.promote_types(u.dtype, jnp.float32))
+      u = jnp.asarray(u, jnp.promote_types(jnp.result_type(u), jnp.float32))
       gram = jnp.einsum("kdr,kds->krs", u, u)
       active = (jnp.diagonal(gram, axis1=1, axis2=2) > 0.5).astype(u.dtype)
       want = active[:, :, None] * jnp.eye(u.shape[2], dtype=u.dtype)[None]
