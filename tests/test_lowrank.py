@@ -196,3 +196,11 @@ def test_expected_loss_matches_monte_carlo_over_several_times(x64):
     j = [0, 2, 4][i]
     per = np.sum((pred[j] - y) ** 2, axis=(-1, -2))
     assert abs(one - per.mean() / lam) < 5 * per.std() / np.sqrt(m) / lam
+
+
+@pytest.mark.parametrize("field,value", [("steps", True), ("steps", 0), ("num_t", 2.5),
+                                         ("restarts", 0), ("num_components", False),
+                                         ("polar_iters", -1)])
+def test_bad_train_config_counts_raise(field, value):
+  with pytest.raises(ValueError, match=f"`{field}`"):
+    lowrank.TrainConfig(**{field: value})
