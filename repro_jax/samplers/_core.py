@@ -12,6 +12,9 @@ its options.  `run` turns a spec into one jitted `lax.scan` over the grid:
   network parameters) are hoisted into jit *arguments*, not baked into the
   program as constants (which would copy a 100 MB data set into the HLO);
 - per-step keys are `fold_in(key, step)`;
+- `run` checks its concrete inputs (start, grid, options, key) eagerly; the
+  denoiser runs traced, where value checks do not run (`repro_jax.validation`),
+  so the canonical closed-form denoisers check their data when they are built;
 - a float16 or bfloat16 start is carried (and the denoiser called) in float32,
   and the results are cast back: float16 cannot hold `1/σ²` at EDM's
   σ_min = 0.002, and rounding the state to 8 or 11 bits at every step moves
