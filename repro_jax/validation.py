@@ -164,14 +164,18 @@ def check_chunk(chunk: Any, name: str = "chunk_size") -> None:
 
 def check_number(v: Any, name: str, *, lo: float | None = None,
                  hi: float | None = None, lo_open: bool = False,
-                 hi_open: bool = False) -> float:
-  """A finite real number in the given range (bools rejected); returns it as float."""
+                 hi_open: bool = False, kind: str = "") -> float:
+  """A finite real number in the given range (bools rejected); returns it as float.
+
+  `kind` prefixes the name in messages (e.g. `"option "`).
+  """
+  label = f"{kind}`{name}`"
   if isinstance(v, (bool, np.bool_)):
-    raise ValueError(f"`{name}` must be a number; got {v!r}.")
+    raise ValueError(f"{label} must be a number; got {v!r}.")
   try:
     f = float(v)
   except (TypeError, ValueError):
-    raise ValueError(f"`{name}` must be a number; got {v!r}.") from None
+    raise ValueError(f"{label} must be a number; got {v!r}.") from None
   bad = not np.isfinite(f)
   if lo is not None:
     bad |= f <= lo if lo_open else f < lo
@@ -180,7 +184,7 @@ def check_number(v: Any, name: str, *, lo: float | None = None,
   if bad:
     rng = (f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
            f"{'inf' if hi is None else hi}{')' if hi_open else ']'}")
-    raise ValueError(f"`{name}` must be finite and in {rng}; got {v!r}.")
+    raise ValueError(f"{label} must be finite and in {rng}; got {v!r}.")
   return f
 
 

@@ -283,6 +283,7 @@ def test_inversion_grid():
     (dict(sampler="gradient_estimation", gamma=float("inf")), "`gamma`"),
     (dict(sampler="ddim", eta=1.5), "`eta`"),
     (dict(sampler="ddim", eta=-0.1), "`eta`"),
+    (dict(sampler="ddim", eta=True), "`eta` must be a number"),
     (dict(sampler="sigma_form", mu=1.0), "`mu`"),
     (dict(sampler="ddpm", mu=-0.1), "`mu`"),
     (dict(sampler="dpm_solver", order=4), "`order`"),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import weakref
 from typing import Callable, NamedTuple
 
@@ -135,22 +134,9 @@ def denoise_final(den, x, state, i, s, key, opts):
 
 def check_range(opts: dict, name: str, lo=None, hi=None, *, lo_open=False,
                 hi_open=False) -> None:
-  """Raise unless `lo ≤ opts[name] ≤ hi` (open ends if asked), finite."""
-  v = opts[name]
-  try:
-    f = float(v)
-  except (TypeError, ValueError):
-    raise ValueError(f"option `{name}` must be a number; got {v!r}.") from None
-  bad = not math.isfinite(f)
-  if lo is not None:
-    bad |= f <= lo if lo_open else f < lo
-  if hi is not None:
-    bad |= f >= hi if hi_open else f > hi
-  if bad:
-    lb = "(" if lo_open else "["
-    rb = ")" if hi_open else "]"
-    rng = f"{lb}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{rb}"
-    raise ValueError(f"option `{name}` must be finite and in {rng}; got {v!r}.")
+  """Raise unless option `name` is a finite number in `[lo, hi]` (open ends if asked)."""
+  validation.check_number(opts[name], name, lo=lo, hi=hi, lo_open=lo_open,
+                          hi_open=hi_open, kind="option ")
 
 
 # Denoiser hoisting -----------------------------------------------------------------
