@@ -265,3 +265,218 @@ def test_bad_input():
     repro_jax.GaussianMixture.from_covariances(np.ones(2), np.zeros((2, 3)), np.zeros((2, 3, 2)))
   with pytest.raises(ValueError, match="do not fit"):
     repro_jax.random_molrg_bases(jax.random.PRNGKey(0), 4, 3, 2)
+
+
+# Dtype policy ------------------------------------------------------------------
+
+_XI = np.arange(6).reshape(2, 3)
+_DI = np.arange(12).reshape(4, 3)
+_BI = np.eye(3, dtype=np.int32)[None, :, :2]
+
+
+def _int_cases():
+  """(name, fn(x, data_or_params...)) pairs evaluated on integer and float copies."""
+  return {
+      "empirical_0.5": lambda f: repro_jax.empirical_denoiser(f(_XI), f(_DI), 0.5),
+      "empirical_2.5": lambda f: repro_jax.empirical_denoiser(f(_XI), f(_DI), 2.5),
+      "empirical_scale": lambda f: repro_jax.empirical_denoiser(f(_XI), f(_DI), 1.5,
+                                                                scale=2.5),
+      "gaussian": lambda f: repro_jax.gaussian_denoiser(f(_XI), f(np.zeros(3, int)),
+                                                        f(4 * np.eye(3, dtype=int)), 0.5),
+      "smoothed": lambda f: repro_jax.smoothed_sq_distance(f(_XI), f(_DI), 2.5),
+      "molrg": lambda f: repro_jax.molrg_denoiser(f(_XI), f(_BI), 1, 2.5),
+      "molrg_weights": lambda f: repro_jax.molrg_posterior_weights(f(_XI), f(_BI), 1, 2.5),
+      "nearest": lambda f: repro_jax.nearest_neighbors(f(_XI), f(_DI))[1],
+      "dist_subspaces": lambda f: repro_jax.dist_subspaces(f(_XI), f(_BI)),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_int_cases()))
+@pytest.mark.parametrize("use_x64", [False, True])
+def test_integer_inputs_are_promoted_to_the_default_float(name, use_x64):
+  """σ and s are never cast to the integer dtype of x: int / bool / list inputs
+  give the float answer, in float32 (float64 under x64)."""
+  fn = _int_cases()[name]
+  with jax.enable_x64(use_x64):
+    want_dtype = jnp.zeros(()).dtype
+    ref = fn(lambda a: np.asarray(a, want_dtype))
+    got = fn(lambda a: a)
+    assert got.dtype == want_dtype, got.dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(fn(lambda a: np.asarray(a).tolist()), ref, rtol=1e-6)
+  # Booleans are numbers too.
+  out = repro_jax.empirical_denoiser(_XI > 2, _DI > 5, 0.5)
+  ref = repro_jax.empirical_denoiser((_XI > 2) * 1.0, (_DI > 5) * 1.0, 0.5)
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(out, ref, rtol=1e-6)
+
+
+def _f32(*arrays):
+  return [np.asarray(a, np.float32) for a in arrays]
+
+
+@pytest.mark.parametrize("low", [jnp.float16, jnp.bfloat16])
+def test_half_precision_is_computed_in_float32(problem, low):
+  """float16 overflows at 1/(2σ²) for σ <= 3e-3 (EDM's σ_min is 0.002) and at
+  squared pixel distances: the result must be the float32 answer, cast back."""
+  data, x = _f32(*problem)
+  tol = dict(rtol=1e-2, atol=1e-2) if low == jnp.float16 else dict(rtol=3e-2, atol=3e-2)
+  cases = []
+  for sigma in (3e-3, 2e-3, 0.5):
+    cases.append((lambda c, s=sigma: repro_jax.empirical_denoiser(c(x), c(data), s), 1.0))
+  # Pixel-scale data (values ~300), moderate σ.
+  cases.append((lambda c: repro_jax.empirical_denoiser(c(300 * x), c(300 * data), 30.0), 300.0))
+  cases.append((lambda c: repro_jax.smoothed_sq_distance(c(x), c(data), 2e-3), 1.0))
+  bases = np.asarray(repro_jax.random_molrg_bases(jax.random.PRNGKey(0), 6, 2, 2))
+  cases.append((lambda c: repro_jax.molrg_denoiser(c(x), c(bases), 1.0, 1e-3), 1.0))
+  cases.append((lambda c: repro_jax.molrg_posterior_weights(c(x), c(bases), 1.0, 1e-3), 1.0))
+  for fn, unit in cases:
+    rounded = lambda a: jnp.asarray(jnp.asarray(a, low), jnp.float32)   # same inputs
+    ref = np.asarray(fn(rounded))
+    got = fn(lambda a: jnp.asarray(a, low))
+    assert got.dtype == low
+    got = np.asarray(got.astype(jnp.float32))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got / unit, ref / unit, **tol)
+
+
+# Checks under transformations -----------------------------------------------
+
+def test_shape_checks_run_under_jit_and_vmap(problem):
+  data, x = _f32(*problem)
+  f = jax.jit(repro_jax.empirical_denoiser)
+  with pytest.raises(ValueError, match="`x` must have shape"):
+    f(x[0], data, 0.5)                       # a [D] query, not [B, D]
+  with pytest.raises(ValueError, match="`sigma` must be a scalar or have shape"):
+    f(x, data, np.ones(2, np.float32))
+  with pytest.raises(ValueError, match="last dimension"):
+    f(x[:, :4], data, 0.5)
+  with pytest.raises(ValueError, match="`x` must have shape"):
+    jax.vmap(repro_jax.empirical_denoiser, in_axes=(0, None, None))(x, data, 0.5)
+  with pytest.raises(ValueError, match="`x` must have shape"):
+    jax.jit(repro_jax.smoothed_sq_distance)(x[0], data, 0.5)
+  with pytest.raises(ValueError, match="`bases` must have shape"):
+    jax.jit(repro_jax.molrg_denoiser)(x, data, 1.0, 0.5)
+  with pytest.raises(ValueError, match="`beta` must be a scalar or have shape"):
+    jax.jit(repro_jax.molrg_posterior_weights)(
+        x, repro_jax.random_molrg_bases(jax.random.PRNGKey(0), 6, 2, 2), 1.0,
+        np.ones(3, np.float32))
+  # Batched over an extra leading axis, vmap is fine.
+  out = jax.vmap(repro_jax.empirical_denoiser, in_axes=(0, None, None))(
+      np.stack([x, 2 * x]), data, 0.5)
+  np.testing.assert_allclose(out[1], repro_jax.empirical_denoiser(2 * x, data, 0.5),
+                             rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("args,match", [
+    (dict(sigma=0.0), "`sigma` must be finite and > 0"),
+    (dict(sigma=-1.0), "`sigma` must be finite and > 0"),
+    (dict(scale=np.nan), "`scale` must be finite and > 0"),
+    (dict(nan_data=True), "`data` contains NaN"),
+    (dict(nan_x=True), "`x` contains NaN"),
+])
+def test_value_checks_under_jit_with_traced_value_checks(problem, args, match):
+  """Inside `traced_value_checks()` the value checks become checkify checks."""
+  from jax.experimental import checkify
+  from repro_jax import validation
+  data, x = _f32(*problem)
+  if args.get("nan_data"):
+    data[1, 2] = np.nan
+  if args.get("nan_x"):
+    x[0, 0] = np.inf
+  sigma, scale = args.get("sigma", 0.5), args.get("scale", 1.0)
+  fn = lambda x, d, s, c: repro_jax.empirical_denoiser(x, d, s, scale=c)
+  with validation.traced_value_checks():
+    checked = checkify.checkify(jax.jit(fn), errors=checkify.user_checks)
+    err, _ = checked(x, data, sigma, scale)
+  with pytest.raises(Exception, match=match):
+    err.throw()
+  # Good input passes the same checked program.
+  good_data, good_x = _f32(*problem)
+  with validation.traced_value_checks():
+    err, out = checked(good_x, good_data, 0.5, 1.0)
+  assert err.get() is None
+  np.testing.assert_allclose(out, repro_jax.empirical_denoiser(good_x, good_data, 0.5),
+                             rtol=1e-6)
+
+
+# Bad input raises a ValueError naming the argument -----------------------------
+
+_X3, _D3 = np.zeros((2, 3)), np.ones((4, 3))
+_U = np.eye(3)[None, :, :2]
+_NAN_X = np.full((2, 3), np.nan)
+
+_BAD = {
+    "nearest_nan_x": (lambda: repro_jax.nearest_neighbors(_NAN_X, _D3), "`x` contains NaN"),
+    "nearest_chunk_0": (lambda: repro_jax.nearest_neighbors(_X3, _D3, chunk_size=0),
+                        "`chunk_size`"),
+    "nearest_chunk_float": (lambda: repro_jax.nearest_neighbors(_X3, _D3, chunk_size=2.5),
+                            "`chunk_size`"),
+    "dist_finite_chunk_0": (lambda: repro_jax.dist_finite(_X3, _D3, chunk_size=0),
+                            "`chunk_size`"),
+    "smoothed_chunk_0": (lambda: repro_jax.smoothed_sq_distance(_X3, _D3, 1.0, chunk_size=0),
+                         "`chunk_size`"),
+    "smoothed_nan_x": (lambda: repro_jax.smoothed_sq_distance(_NAN_X, _D3, 1.0),
+                       "`x` contains NaN"),
+    "empirical_chunk_0": (lambda: repro_jax.empirical_denoiser(_X3, _D3, 1.0, chunk_size=0),
+                          "`chunk_size`"),
+    "empirical_complex": (lambda: repro_jax.empirical_denoiser(_X3 + 1j, _D3, 1.0),
+                          "`x` must be real"),
+    "weights_beta_0": (lambda: repro_jax.molrg_posterior_weights(_X3, _U, 1.0, 0.0),
+                       "`beta`"),
+    "weights_alpha_neg": (lambda: repro_jax.molrg_posterior_weights(_X3, _U, -1.0, 0.5),
+                          "`alpha`"),
+    "weights_nan_x": (lambda: repro_jax.molrg_posterior_weights(_NAN_X, _U, 1.0, 0.5),
+                      "`x` contains NaN"),
+    "molrg_beta_0": (lambda: repro_jax.molrg_denoiser(_X3, _U, 1.0, 0.0), "`beta`"),
+    "molrg_alpha_shape": (lambda: repro_jax.molrg_denoiser(_X3, _U, np.ones(3), 0.5),
+                          "`alpha` must be a scalar"),
+    "molrg_not_orthonormal": (lambda: repro_jax.molrg_denoiser(_X3, 2 * _U, 1.0, 0.5),
+                              "orthonormal"),
+    "molrg_oblique": (lambda: repro_jax.molrg_denoiser(
+        _X3, np.array([[[1.0, 0.6], [0.0, 0.8], [0.0, 0.0]]]), 1.0, 0.5), "orthonormal"),
+    "molrg_k0": (lambda: repro_jax.molrg_denoiser(_X3, np.zeros((0, 3, 2)), 1.0, 0.5),
+                 "K, D, R >= 1"),
+    "molrg_weights_zero": (lambda: repro_jax.molrg_denoiser(_X3, np.stack([_U[0]] * 2), 1.0,
+                                                            0.5, np.zeros(2)), "`weights`"),
+    "molrg_ranks_shape": (lambda: repro_jax.molrg_denoiser(_X3, _U, 1.0, 0.5,
+                                                           ranks=np.ones(3)), "`ranks`"),
+    "subspaces_not_orthonormal": (lambda: repro_jax.dist_subspaces(_X3, 3 * _U),
+                                  "orthonormal"),
+    "subspaces_k0": (lambda: repro_jax.proj_subspaces(_X3, np.zeros((0, 3, 2))),
+                     "K, D, R >= 1"),
+    "sample_molrg_negative_weights": (lambda: repro_jax.sample_molrg(
+        jax.random.PRNGKey(0), np.stack([_U[0]] * 2), 5, np.array([1.5, -0.5])), "`weights`"),
+    "sample_molrg_k0": (lambda: repro_jax.sample_molrg(jax.random.PRNGKey(0),
+                                                       np.zeros((0, 3, 2)), 5), "K, D, R"),
+    "sample_molrg_num": (lambda: repro_jax.sample_molrg(jax.random.PRNGKey(0), _U, -1),
+                         "`num`"),
+    "covariance_not_psd": (lambda: repro_jax.gaussian_denoiser(
+        _X3, np.zeros(3), np.diag([1.0, -0.5, 1.0]), 1.0), "positive semi-definite"),
+    "covariance_not_symmetric": (lambda: repro_jax.GaussianMixture.from_covariances(
+        np.ones(1), np.zeros((1, 3)), np.array([[[1.0, 0.5, 0], [0, 1, 0], [0, 0, 1]]])),
+        "symmetric"),
+    "mixture_negative_weight": (lambda: repro_jax.GaussianMixture.from_covariances(
+        np.array([1.0, -0.1]), np.zeros((2, 3)), np.stack([np.eye(3)] * 2)), "`weights`"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BAD))
+def test_bad_input_raises_value_error_naming_the_argument(name):
+  call, match = _BAD[name]
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_small_round_off_in_covariances_and_bases_is_accepted(x64):
+  """The value checks leave room for round-off: a rank-deficient float32
+  covariance and float32 orthonormal bases used in float64 pass."""
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(5, 2)).astype(np.float32)
+  cov = a @ a.T                                   # rank 2, eigenvalues ~ −1e-7
+  assert np.all(np.isfinite(repro_jax.gaussian_denoiser(np.zeros((1, 5)), np.zeros(5),
+                                                        cov, 0.3)))
+  b32 = repro_jax.random_molrg_bases(jax.random.PRNGKey(2), 7, 2, 3, dtype=jnp.float32)
+  out = repro_jax.molrg_denoiser(np.ones((2, 7)), np.asarray(b32, np.float64), 1.0, 0.5)
+  assert out.dtype == jnp.float64 and np.all(np.isfinite(out))

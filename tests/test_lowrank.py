@@ -159,3 +159,48 @@ def test_padded_rows_and_model_space_mc_training():
 def test_train_config_rejects_bad_settings(kwargs):
   with pytest.raises(ValueError):
     lowrank.TrainConfig(**kwargs)
+
+
+def test_expected_loss_matches_monte_carlo_over_several_times(x64):
+  """The closed-form `E_ε` loss, averaged over a quadrature of t where
+  γ = α²/(α² + β²) ranges from ≈ 1 to ≈ 0 (so mean(γ²) ≠ mean(γ)²), against a
+  Monte Carlo average of ‖c U Uᵀ(α y + β ε) − y‖² (any U, padded rows masked)."""
+  from repro_jax.diffusion import schedules
+  rng = np.random.default_rng(0)
+  d, r, n = 5, 2, 4
+  u = 0.7 * rng.normal(size=(d, r))                   # not orthonormal: the Gram terms count
+  data = np.concatenate([rng.normal(size=(n, d)), rng.normal(size=(1, d))])
+  mask = np.array([1.0] * n + [0.0])
+  cfg = lowrank.TrainConfig(objective="expected", t_min=0.05, t_max=1.0, num_t=5)
+  got = float(lowrank.expected_denoising_loss(jnp.asarray(u), jnp.asarray(data),
+                                              jnp.asarray(mask), cfg))
+  ts = np.linspace(0.05, 1.0, 5)
+  alpha, beta = (np.asarray(v) for v in schedules.get_schedule("vp").alpha_beta(ts))
+  gamma = alpha**2 / (alpha**2 + beta**2)
+  assert gamma.max() > 0.9 and gamma.min() < 0.05
+  m = 40_000
+  eps = rng.normal(size=(len(ts), m, n, d))
+  y = data[:n]
+  xt = alpha[:, None, None, None] * y + beta[:, None, None, None] * eps
+  c = alpha / (alpha**2 + beta**2)
+  pred = c[:, None, None, None] * (xt @ u @ u.T)
+  per_draw = np.sum((pred - y) ** 2, axis=(-1, -2)).mean(0)       # [m]: sum over points, mean over t
+  lam = np.linalg.eigvalsh(y.T @ y)[-1]
+  mc, se = per_draw.mean() / lam, per_draw.std() / np.sqrt(m) / lam
+  assert abs(got - mc) < 5 * se, (got, mc, se)
+  # And single times: each t alone also agrees.
+  for i, t in enumerate(ts[[0, 2, 4]]):
+    one = float(lowrank.expected_denoising_loss(
+        jnp.asarray(u), jnp.asarray(data), jnp.asarray(mask),
+        lowrank.TrainConfig(objective="expected", single_t=float(t))))
+    j = [0, 2, 4][i]
+    per = np.sum((pred[j] - y) ** 2, axis=(-1, -2))
+    assert abs(one - per.mean() / lam) < 5 * per.std() / np.sqrt(m) / lam
+
+
+@pytest.mark.parametrize("field,value", [("steps", True), ("steps", 0), ("num_t", 2.5),
+                                         ("restarts", 0), ("num_components", False),
+                                         ("polar_iters", -1)])
+def test_bad_train_config_counts_raise(field, value):
+  with pytest.raises(ValueError, match=f"`{field}`"):
+    lowrank.TrainConfig(**{field: value})

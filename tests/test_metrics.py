@@ -98,3 +98,105 @@ def test_bad_input(images):
     metrics.get_similarity("ncc", 3.0)
   with pytest.raises(ValueError, match="equal shapes"):
     metrics.rp_score(samples, samples[:3], metrics.get_similarity("ncc", 0.6))
+
+
+def test_threshold_is_strict_at_the_boundary(images):
+  """A similarity exactly at the threshold does not count (`sim > threshold`);
+  an MAE exactly at the threshold does not count either (`MAE < threshold`)."""
+  train, samples = images
+  x1, x2 = samples, np.concatenate([train[:10], samples[10:][::-1]])
+  s = np.asarray(metrics.paired_similarity(x1, x2, metrics.get_similarity("ncc", 0.0)))
+  for b in (0, 3, 12):                       # the threshold at a copy's and a fresh pair's value
+    sim = metrics.Similarity("ncc", metrics.ncc_descriptor, float(s[b]))
+    rp = float(metrics.rp_score(x1, x2, sim))
+    assert rp == pytest.approx(np.mean(s > s[b]))
+    assert rp < np.mean(s >= s[b])           # the pair at the boundary is left out
+  # GL: the threshold at one sample's best similarity; that sample is not a copy.
+  best = np.asarray(metrics.max_similarity(samples, train, metrics.get_similarity("ncc", 0.0))
+                    .value)
+  sim = metrics.Similarity("ncc", metrics.ncc_descriptor, float(best[2]))
+  gl = float(metrics.gl_score(samples, train, sim))
+  assert gl == pytest.approx(1 - np.mean(best > best[2]))
+  assert gl > 1 - np.mean(best >= best[2])
+  # MAE: the threshold at one pair's MAE.
+  mae = np.asarray(metrics.paired_mae(x1, x2))
+  score = float(metrics.mae_score(x1, x2, threshold=float(mae[4])))
+  assert score == pytest.approx(np.mean(mae < mae[4])) and score < np.mean(mae <= mae[4])
+
+
+def _nan(a):
+  a = np.array(a, dtype=np.float64)
+  a.reshape(-1)[5] = np.nan
+  return a
+
+
+@pytest.mark.parametrize("case", [
+    "rp_nan", "mae_nan", "paired_similarity_inf", "gl_nan_train", "gl_nan_samples",
+    "rp_matrix_nan", "mae_matrix_nan", "l_generalize_nan", "ratio_nan",
+    "rp_between_nan", "rp_cond_nan", "calibrate_nan",
+    "gl_chunk_0", "max_similarity_chunk_0", "l_generalize_chunk_0", "ratio_chunk_0",
+    "gl_d_mismatch", "l_generalize_d_mismatch", "gl_empty_train", "rp_empty",
+    "ratio_one_train", "rp_between_shape", "max_similarity_scalar",
+])
+def test_bad_metric_input_raises_value_error(images, case):
+  train, samples = images
+  sim = metrics.get_similarity("ncc", 0.6)
+  stack = np.stack([samples, samples[::-1]])
+  calls = {
+      "rp_nan": (lambda: metrics.rp_score(_nan(samples), samples, sim), "`x1` contains NaN"),
+      "mae_nan": (lambda: metrics.mae_score(_nan(samples), samples), "`x1` contains NaN"),
+      "paired_similarity_inf": (lambda: metrics.paired_similarity(
+          samples, np.where(samples > 0.5, np.inf, samples), sim), "`x2` contains NaN or inf"),
+      "gl_nan_train": (lambda: metrics.gl_score(samples, _nan(train), sim),
+                       "`train` contains NaN"),
+      "gl_nan_samples": (lambda: metrics.gl_score(_nan(samples), train, sim),
+                         "`samples` contains NaN"),
+      "rp_matrix_nan": (lambda: metrics.rp_matrix(_nan(stack), sim), "`samples` contains NaN"),
+      "mae_matrix_nan": (lambda: metrics.mae_matrix(_nan(stack)), "`samples` contains NaN"),
+      "l_generalize_nan": (lambda: metrics.l_generalize(samples, _nan(train)),
+                           "`train` contains NaN"),
+      "ratio_nan": (lambda: metrics.nearest_train_distance_ratio(_nan(samples), train),
+                    "`samples` contains NaN"),
+      "rp_between_nan": (lambda: metrics.rp_between(samples, _nan(stack), sim),
+                         "`x2c` contains NaN"),
+      "rp_cond_nan": (lambda: metrics.rp_cond(stack, _nan(stack), sim), "`x2` contains NaN"),
+      "calibrate_nan": (lambda: metrics.calibrate(jax.random.PRNGKey(0), _nan(train)),
+                        "`images` contains NaN"),
+      "gl_chunk_0": (lambda: metrics.gl_score(samples, train, sim, chunk=0), "`chunk`"),
+      "max_similarity_chunk_0": (lambda: metrics.max_similarity(samples, train, sim, chunk=0),
+                                 "`chunk`"),
+      "l_generalize_chunk_0": (lambda: metrics.l_generalize(samples, train, chunk=0),
+                               "`chunk`"),
+      "ratio_chunk_0": (lambda: metrics.nearest_train_distance_ratio(samples, train, chunk=0),
+                        "`chunk`"),
+      "gl_d_mismatch": (lambda: metrics.gl_score(samples, train[:, :5], sim),
+                        "same shape"),
+      "l_generalize_d_mismatch": (lambda: metrics.l_generalize(samples, train[..., :4, :]),
+                                  "same shape"),
+      "gl_empty_train": (lambda: metrics.gl_score(samples, train[:0], sim), "`train` is empty"),
+      "rp_empty": (lambda: metrics.rp_score(samples[:0], samples[:0], sim), "`x1` is empty"),
+      "ratio_one_train": (lambda: metrics.nearest_train_distance_ratio(samples, train[:1]),
+                          "at least 2"),
+      "rp_between_shape": (lambda: metrics.rp_between(samples, stack[:, :3], sim), "`x2c`"),
+      "max_similarity_scalar": (lambda: metrics.max_similarity(np.float32(1.0), train, sim),
+                                "`samples` must have shape"),
+  }
+  call, match = calls[case]
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_lists_and_integer_pixels_are_accepted(images):
+  """Nested lists and integer images behave as the float arrays they hold."""
+  train, samples = images
+  sim = metrics.get_similarity("ncc", 0.6)
+  ints = np.round(samples * 100).astype(np.int32)
+  ref = float(metrics.rp_score(ints / 1.0, ints[::-1] / 1.0, sim))
+  assert float(metrics.rp_score(ints, ints[::-1], sim)) == pytest.approx(ref)
+  assert float(metrics.rp_score(ints.tolist(), ints[::-1].tolist(), sim)) == pytest.approx(ref)
+  assert float(metrics.gl_score(samples.tolist(), train.tolist(), sim)) == pytest.approx(
+      float(metrics.gl_score(samples, train, sim)))
+  assert float(metrics.mae_score(ints.tolist(), ints.tolist())) == 1.0
+  x1c = samples.reshape(2, 10, 6, 6, 1)
+  assert float(metrics.rp_cond(x1c.tolist(), x1c[::-1].tolist(), sim)) == pytest.approx(
+      float(metrics.rp_cond(x1c, x1c[::-1], sim)))

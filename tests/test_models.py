@@ -180,3 +180,39 @@ def test_noise_level_sampling():
   assert float(t.min()) == 0.0 and float(t.max()) == 999.0
   sch = schedules.get_schedule("ddpm")
   np.testing.assert_allclose(sigma, sch.sigma(t), rtol=1e-6)
+
+
+@pytest.mark.parametrize("sigma_data", [0.5, 0.3, 2.0])
+def test_edm_preconditioning_is_karras_table_1(x64, sigma_data):
+  """Karras et al. 2022, Table 1: c_skip = σd²/(σ²+σd²), c_out = σ·σd/√(σ²+σd²),
+  c_in = 1/√(σ²+σd²), c_noise = ¼ ln σ; D = c_skip x + c_out F(c_in x, c_noise);
+  the training target of F is (x0 − c_skip x)/c_out."""
+  param = models.get_parameterization("edm", "edm", sigma_data=sigma_data)
+  sd = sigma_data
+  sigma = np.array([0.002, 0.1, 0.5, 1.0, 3.0, 80.0])
+  skip = sd**2 / (sigma**2 + sd**2)
+  out = sigma * sd / np.sqrt(sigma**2 + sd**2)
+  inp = 1.0 / np.sqrt(sigma**2 + sd**2)
+  noise = 0.25 * np.log(sigma)
+  for got, want in zip(param.edm_coeffs(jnp.asarray(sigma)), (skip, out, inp)):
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+  net = lambda x_in, c: jnp.sin(3.0 * x_in) + c[:, None] * jnp.arange(1.0, 4.0)
+  f_np = lambda x_in, c: np.sin(3.0 * x_in) + c[:, None] * np.arange(1.0, 4.0)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(6, 3)) * 5.0
+  den = jax.jit(param.denoiser(net))
+  want = skip[:, None] * x + out[:, None] * f_np(inp[:, None] * x, noise)
+  np.testing.assert_allclose(den(x, sigma), want, rtol=1e-12, atol=1e-12)
+
+  # The loss: σ = exp(P_mean + P_std·level), x = x0 + σ ε, ‖F(c_in x, c_noise) − target‖².
+  x0, eps, level = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)), rng.normal(size=6)
+  s = np.exp(param.p_mean + param.p_std * level)
+  xs = x0 + s[:, None] * eps
+  k_skip = sd**2 / (s**2 + sd**2)
+  k_out = s * sd / np.sqrt(s**2 + sd**2)
+  k_in = 1.0 / np.sqrt(s**2 + sd**2)
+  target = (x0 - k_skip[:, None] * xs) / k_out[:, None]
+  want = np.mean((f_np(k_in[:, None] * xs, 0.25 * np.log(s)) - target) ** 2, axis=1)
+  got = param.loss_given_noise(net, jnp.asarray(x0), jnp.asarray(eps), jnp.asarray(level))
+  np.testing.assert_allclose(got, want, rtol=1e-11)

@@ -120,3 +120,59 @@ def test_bad_input():
     schedules.sigma_grid(schedules.get_schedule("vp"), 3, "trailing")
   with pytest.raises(ValueError, match="decreasing"):
     schedules.check_sigma_grid([1.0, 2.0, 0.0])
+
+
+@pytest.mark.parametrize("name,overrides,match", [
+    ("ve", dict(sigma_lo=0.0), "sigma_lo"),
+    ("ve", dict(sigma_lo=5.0, sigma_hi=1.0), "sigma_lo < sigma_hi"),
+    ("ve", dict(sigma_hi=float("inf")), "sigma_hi"),
+    ("ve", dict(t_min=0.8, t_max=0.2), "t_min < t_max"),
+    ("vp", dict(t_min=0.5, t_max=0.5), "t_min < t_max"),
+    ("vp", dict(t_min=0.0), "t_min"),
+    ("vp", dict(beta_min=-0.1), "beta_min"),
+    ("vp", dict(beta_min=20.0, beta_max=0.1), "beta_min < beta_max"),
+    ("subvp", dict(beta_max=float("nan")), "beta_max"),
+    ("cosine", dict(alpha_bar_min=0.0), "alpha_bar_min"),
+    ("cosine", dict(offset=-1.0), "offset"),
+    ("cosine", dict(t_min=2.0), "t_min < t_max"),
+    ("edm", dict(t_min=0.0), "t_min"),
+    ("edm", dict(t_min=80.0, t_max=1.0), "t_min < t_max"),
+    ("edm", dict(t_max="big"), "t_max"),
+    ("ddpm", dict(num_timesteps=0), "num_timesteps"),
+    ("ddpm", dict(num_timesteps=1), "num_timesteps"),
+    ("ddpm", dict(num_timesteps=10.5), "num_timesteps"),
+    ("ddpm", dict(num_timesteps=True), "num_timesteps"),
+    ("ddpm", dict(beta_start=0.0), "beta_start"),
+    ("ddpm", dict(beta_end=1.0), "beta_end"),
+    ("ddpm", dict(beta_start=0.1, beta_end=0.01), "beta_start <= beta_end"),
+    ("log_linear", dict(sigma_lo=-1.0), "sigma_lo"),
+    ("log_linear", dict(num_timesteps=0), "num_timesteps"),
+])
+def test_nonsense_schedule_overrides_raise(name, overrides, match):
+  with pytest.raises(ValueError, match=match):
+    schedules.get_schedule(name, **overrides)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(steps=True), "`steps`"),
+    (dict(steps=3.0), "`steps`"),
+    (dict(steps=4, spacing="edm", rho=0.0), "`rho`"),
+    (dict(steps=4, spacing="edm", rho=-2.0), "`rho`"),
+    (dict(steps=4, spacing="edm", rho=float("nan")), "`rho`"),
+])
+def test_bad_grid_arguments_raise(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    schedules.sigma_grid(schedules.get_schedule("edm"), **kwargs)
+
+
+def test_leading_offset_grid_values(x64):
+  """DDIM's `leading` sub-sequence with `steps_offset = 1` (diffusers):
+  t = i·(T // k) + 1 for i = k−1, ..., 0, i.e. 901, 801, ..., 1 for k = 10."""
+  ddpm = schedules.get_schedule("ddpm")
+  sig_all = np.sqrt((1 - ddpm.alpha_bars()) / ddpm.alpha_bars())
+  t = np.array([901, 801, 701, 601, 501, 401, 301, 201, 101, 1])
+  g = schedules.sigma_grid(ddpm, 10, "leading_offset")
+  np.testing.assert_allclose(g[:-1], sig_all[t], rtol=1e-10)
+  assert g[-1] == 0.0
+  g = schedules.sigma_grid(ddpm, 4, "leading_offset", final="min")
+  np.testing.assert_allclose(g, sig_all[[801, 601, 401, 201, 1]], rtol=1e-10)

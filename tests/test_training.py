@@ -255,3 +255,25 @@ def test_missing_cifar_directory(tmp_path):
     _config("huge")
   with pytest.raises(FileNotFoundError, match="no checkpoints"):
     training.load_denoiser(str(tmp_path))
+
+
+def test_ema_recursion_step_by_step():
+  """`ema_{n+1} = d_n ema_n + (1 − d_n) params_{n+1}`, `d_n = min(decay, (1+n)/(10+n))`,
+  checked exactly at every step (the two terms swapped differ by |1 − 2d_n|·|p − ema|)."""
+  cfg = _mlp_config(ema_decay=0.3)
+  cfg.optim.update(learning_rate=3e-2, warmup_steps=1)
+  trainer = training.make_trainer(_typed(cfg), (2,))
+  points = np.random.RandomState(1).randn(8, 2).astype(np.float32)
+  data = _points_data(points)
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  step = jax.jit(lambda s: step_lib.train_step(trainer, s, data)[0])
+  for n in range(6):
+    new = step(state)
+    d = np.float32(min(0.3, (1.0 + n) / (10.0 + n)))
+    ema, params = np.asarray(state.ema, np.float64), np.asarray(new.params, np.float64)
+    want = d * ema + (1.0 - d) * params
+    moved = np.abs(params - ema).max()
+    assert n == 0 or moved > 1e-4           # the step moved the parameters (warm-up: lr 0 first)
+    assert np.abs(np.asarray(new.ema, np.float64) - want).max() <= 1e-3 * moved + 1e-7, n
+    assert int(new.step) == n + 1
+    state = new

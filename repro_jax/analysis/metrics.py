@@ -1,4 +1,4 @@
-"""Reproducibility and generalization metrics (THEORY.md §5).
+"""Reproducibility and generalization metrics (docs/theory.md §5).
 
 Images are arrays `[B, ...]` scaled to `[−1, 1]`.  A *similarity* is a
 descriptor `f: [B, ...] -> [B, F]` (rows L2-normalized, so similarity is a dot
@@ -12,12 +12,23 @@ a slightly perturbed copy of itself).  Any user descriptor plugs in through
 
 All reductions over a training set are chunked (`O(B · chunk)` memory) and the
 pairwise metrics over M models are vmapped (`rp_matrix`).
+
+Threshold conventions: two images count as the same when their similarity is
+*strictly* above the threshold (`sim > threshold`; a similarity equal to the
+threshold does not count), in RP, GL and their variants; a pair counts as
+reproduced by MAE when `MAE < threshold` (strictly below).
+
+Inputs: arrays or nested lists, integer pixels promoted to float (float16 and
+bfloat16 are computed in float32).  Empty sets, NaN/inf entries, mismatched
+shapes and chunk sizes below 1 raise `ValueError` naming the argument (values
+are checked on concrete arguments only, see `repro_jax.validation`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Callable, NamedTuple
 
 import jax
@@ -31,7 +42,26 @@ Descriptor = Callable[[jax.Array], jax.Array]
 
 
 def _flat(x):
-  return x.reshape(x.shape[0], -1)
+  return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def _prep(x, name: str, batch_dims: int = 1, letters: str = "B"):
+  """`x` as a float array `[*batch, ...]`, non-empty and finite."""
+  x = jnp.asarray(x)
+  _, dt = validation.float_dtypes(**{name: x})
+  if x.ndim < batch_dims + 1:
+    raise ValueError(f"`{name}` must have shape [{', '.join(letters)}, ...]; got "
+                     f"shape {x.shape}.")
+  if x.size == 0:
+    raise ValueError(f"`{name}` is empty (shape {x.shape}).")
+  validation.check_finite(x, name)
+  return x.astype(dt)
+
+
+def _check_same_item_shape(a, b, name_a: str, name_b: str, batch_dims: int = 1):
+  if a.shape[batch_dims:] != b.shape[batch_dims:]:
+    raise ValueError(f"`{name_a}` {tuple(a.shape)} and `{name_b}` {tuple(b.shape)} must "
+                     f"hold images of the same shape (the dimension D must agree).")
 
 
 def _normalize(f, eps=1e-8):
@@ -88,22 +118,29 @@ def get_similarity(name: str, threshold: float) -> Similarity:
   return Similarity(name, DESCRIPTORS[name], float(threshold))
 
 
-def _check_pair(x1, x2):
-  if np.shape(x1) != np.shape(x2):
-    raise ValueError(f"paired samples must have equal shapes; got {np.shape(x1)} and "
-                     f"{np.shape(x2)}.")
+def _pair(x1, x2, batch_dims: int = 1, letters: str = "B"):
+  """Two paired sets of samples, checked (`_prep`) and of equal shapes."""
+  x1 = _prep(x1, "x1", batch_dims, letters)
+  x2 = _prep(x2, "x2", batch_dims, letters)
+  if x1.shape != x2.shape:
+    raise ValueError(f"paired samples must have equal shapes; got {tuple(x1.shape)} and "
+                     f"{tuple(x2.shape)}.")
+  return x1, x2
 
 
 # Paired metrics ---------------------------------------------------------------
 
 def paired_similarity(x1, x2, sim: Similarity):
   """`sim(x1_b, x2_b)` for each pair, `[B]`."""
-  _check_pair(x1, x2)
+  x1, x2 = _pair(x1, x2)
   return jnp.sum(sim.features(x1) * sim.features(x2), axis=-1)
 
 
 def rp_score(x1, x2, sim: Similarity):
-  """RP = P(sim(x1, x2) > threshold) over paired samples (same noise)."""
+  """RP = P(sim(x1, x2) > threshold) over paired samples (same noise).
+
+  Strict: a pair whose similarity equals the threshold is not counted.
+  """
   return jnp.mean(paired_similarity(x1, x2, sim) > sim.threshold)
 
 
@@ -114,12 +151,15 @@ def to_pixels(x):
 
 def paired_mae(x1, x2):
   """Mean absolute pixel difference on the `[0, 255]` scale, `[B]`."""
-  _check_pair(x1, x2)
+  x1, x2 = _pair(x1, x2)
   return jnp.mean(jnp.abs(_flat(to_pixels(x1)) - _flat(to_pixels(x2))), axis=1)
 
 
 def mae_score(x1, x2, threshold: float = 15.0):
-  """MAE score = P(MAE(x1, x2) < threshold) on pixels in `[0, 255]`."""
+  """MAE score = P(MAE(x1, x2) < threshold) on pixels in `[0, 255]`.
+
+  Strict: a pair whose MAE equals the threshold is not counted.
+  """
   return jnp.mean(paired_mae(x1, x2) < threshold)
 
 
@@ -137,16 +177,17 @@ def rp_matrix(samples, sim: Similarity):
     samples: `[M, B, ...]`, row b of every model generated from noise b.
 
   Returns:
-    `(rp [M, M], mean_similarity [M, M])`.
+    `(rp [M, M], mean_similarity [M, M])` (RP counts `sim > threshold`).
   """
-  samples = jnp.asarray(samples)
+  samples = _prep(samples, "samples", 2, "MB")
   feats = jax.vmap(sim.features)(samples)                    # [M, B, F]
   return _rp_matrix(feats, sim.threshold)
 
 
 def mae_matrix(samples, threshold: float = 15.0):
-  """MAE score between every pair of M models, `[M, M]`."""
-  px = jax.vmap(lambda s: _flat(to_pixels(s)))(jnp.asarray(samples))   # [M, B, P]
+  """MAE score between every pair of M models, `[M, M]` (`MAE < threshold`)."""
+  samples = _prep(samples, "samples", 2, "MB")
+  px = jax.vmap(lambda s: _flat(to_pixels(s)))(samples)                # [M, B, P]
   mae = jnp.mean(jnp.abs(px[:, None] - px[None]), axis=-1)             # [M, M, B]
   return jnp.mean(mae < threshold, axis=-1)
 
@@ -163,7 +204,11 @@ def max_similarity(samples, train, sim: Similarity, *, chunk: int = 4096) -> Max
 
   For unit-norm features `max_i ⟨f, g_i⟩ = 1 − ½ min_i ‖f − g_i‖²`, so the
   exact chunked nearest-neighbour search of `repro_jax.closed_form.geometry` is reused.
+  `chunk`: training rows per block (>= 1, or None for one block).
   """
+  samples, train = _prep(samples, "samples"), _prep(train, "train")
+  _check_same_item_shape(samples, train, "samples", "train")
+  validation.check_chunk(chunk, "chunk")
   f = sim.features(samples)
   g = sim.features(train)
   res = streaming.nearest(f, g, chunk=chunk)
@@ -171,7 +216,10 @@ def max_similarity(samples, train, sim: Similarity, *, chunk: int = 4096) -> Max
 
 
 def gl_score(samples, train, sim: Similarity, **kwargs):
-  """GL = 1 − P(max_i sim(x, y_i) > threshold): 0 means every sample is a copy."""
+  """GL = 1 − P(max_i sim(x, y_i) > threshold): 0 means every sample is a copy.
+
+  Strict: a sample whose best similarity equals the threshold is not a copy.
+  """
   return 1.0 - jnp.mean(max_similarity(samples, train, sim, **kwargs).value > sim.threshold)
 
 
@@ -180,7 +228,7 @@ def rp_cond(x1c, x2c, sim: Similarity):
 
   `x1c`, `x2c`: `[C, B, ...]`.  Returns the RP over all classes and noises.
   """
-  _check_pair(x1c, x2c)
+  x1c, x2c = _pair(x1c, x2c, 2, "CB")
   c, b = np.shape(x1c)[:2]
   return rp_score(jnp.reshape(x1c, (c * b,) + x1c.shape[2:]),
                   jnp.reshape(x2c, (c * b,) + x2c.shape[2:]), sim)
@@ -192,15 +240,22 @@ def rp_between(x1, x2c, sim: Similarity):
   `x1` `[B, ...]` (e.g. unconditional), `x2c` `[C, B, ...]` (conditional on
   each class c, same noise b).
   """
+  x1, x2c = _prep(x1, "x1"), _prep(x2c, "x2c", 2, "CB")
+  if x2c.shape[1:] != x1.shape:
+    raise ValueError(f"`x2c` must have shape [C, *x1.shape] = [C, {', '.join(map(str, x1.shape))}]; "
+                     f"got {tuple(x2c.shape)}.")
   f1 = sim.features(x1)
-  f2 = jax.vmap(sim.features)(jnp.asarray(x2c))               # [C, B, F]
+  f2 = jax.vmap(sim.features)(x2c)                            # [C, B, F]
   best = jnp.max(jnp.einsum("bf,cbf->cb", f1, f2), axis=0)
   return jnp.mean(best > sim.threshold)
 
 
 def l_generalize(samples, train, *, chunk: int = 4096):
   """`E min_i ‖F(ε) − y_i‖` (Euclidean, on the flattened arrays)."""
-  res = streaming.nearest(_flat(jnp.asarray(samples)), _flat(jnp.asarray(train)), chunk=chunk)
+  samples, train = _prep(samples, "samples"), _prep(train, "train")
+  _check_same_item_shape(samples, train, "samples", "train")
+  validation.check_chunk(chunk, "chunk")
+  res = streaming.nearest(_flat(samples), _flat(train), chunk=chunk)
   return jnp.mean(jnp.sqrt(res.sq_dist))
 
 
@@ -208,9 +263,14 @@ def nearest_train_distance_ratio(samples, train, *, chunk: int = 4096):
   """`d1 / d2`: distance to the nearest over the second-nearest training point, `[B]`.
 
   ≈ 0 for a copy of a training image, ≈ 1 for a sample between training points.
+  Needs at least 2 training points.
   """
-  res = streaming.nearest_k(_flat(jnp.asarray(samples)), _flat(jnp.asarray(train)), 2,
-                             chunk=chunk)
+  samples, train = _prep(samples, "samples"), _prep(train, "train")
+  _check_same_item_shape(samples, train, "samples", "train")
+  validation.check_chunk(chunk, "chunk")
+  if train.shape[0] < 2:
+    raise ValueError(f"`train` needs at least 2 rows; got shape {tuple(train.shape)}.")
+  res = streaming.nearest_k(_flat(samples), _flat(train), 2, chunk=chunk)
   d = jnp.sqrt(res.sq_dist)
   return d[:, 0] / jnp.maximum(d[:, 1], 1e-30)
 
@@ -242,9 +302,11 @@ def calibrate(key, images, descriptor: str = "ncc", *, num_pairs: int = 2000,
 
   Distinct pairs: random pairs of different training images.  Copies: an image
   and `perturb(image)`.  The threshold maximizes the balanced accuracy (the
-  midpoint of the optimal interval).
+  midpoint of the optimal interval).  A copy counts when its similarity is
+  strictly above the threshold, as in `rp_score`.
   """
-  images = jnp.asarray(images)
+  images = _prep(images, "images")
+  validation.check_int(num_pairs, "num_pairs", minimum=1)
   n = images.shape[0]
   if n < 2:
     raise ValueError("calibration needs at least 2 images.")

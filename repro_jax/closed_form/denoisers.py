@@ -12,6 +12,19 @@ other heads are derived from the posterior mean by Tweedie (`repro_jax.diffusion
 - `gaussian_denoiser`: `N(μ, Σ)`.
 - `gmm_denoiser`: general Gaussian mixture (`GaussianMixture`).
 - `molrg_denoiser`: mixture of low-rank Gaussians `Σ_k π_k N(0, U_k U_kᵀ)`.
+
+Dtypes (`repro_jax.validation`): integer and bool inputs are promoted to the
+default float dtype (never σ or s to the integer dtype of `x`); float16 and
+bfloat16 inputs are computed in float32 and the result is cast back; the
+output has the promoted dtype of `x` and the data (or bases, means).
+
+Checks: shapes (`x [B, D]`, D matching the data, σ / s / α / β scalars or
+`[B]`, K ≥ 1) raise `ValueError` also under `jit` / `vmap` (at trace time);
+value checks (σ, s, α, β > 0; finite `x` and data; orthonormal bases;
+positive semi-definite covariances; weights ≥ 0) run on concrete arguments,
+and on traced ones only inside `validation.traced_value_checks()` (as
+`checkify` checks).  `repro_jax.diffusion.denoiser_fn` checks the data of its
+canonical denoisers when they are built.
 """
 
 from __future__ import annotations
@@ -32,20 +45,64 @@ def _per_row(p, batch, dtype):
   return jnp.broadcast_to(jnp.asarray(p, dtype).reshape(-1), (batch,))
 
 
-def _check_query(x, other, other_name, sigma, scale):
+def check_params(x, **params):
+  """Scalar-or-`[B]` positive parameters of queries `x [B, D]` (σ, s, α, β)."""
+  for name, p in params.items():
+    validation.check_batch_param(p, np.shape(x)[0], name)
+    validation.check_positive(p, name)
+
+
+def check_query(x, other, other_name):
+  """Queries `x [B, D]` against an array `other [..., D]`: shapes, finiteness."""
   validation.check_ndim(x, 2, "x", "BD")
   validation.check_same_dim(x, other, "x", other_name)
   validation.check_finite(x, "x")
-  validation.check_batch_param(sigma, np.shape(x)[0], "sigma")
-  validation.check_batch_param(scale, np.shape(x)[0], "scale")
-  validation.check_positive(sigma, "sigma")
-  validation.check_positive(scale, "scale")
 
 
-def _check_data(data):
-  validation.check_ndim(data, 2, "data", "ND")
-  validation.check_nonempty(data, "data")
-  validation.check_finite(data, "data")
+def check_data(data, name="data"):
+  """A data set `[N, D]`: two dimensions, N >= 1, finite."""
+  validation.check_ndim(data, 2, name, "ND")
+  validation.check_nonempty(data, name)
+  validation.check_finite(data, name)
+
+
+def _orthonormal_tol(dtype):
+  return max(1e-2, 10.0 * float(jnp.finfo(dtype).eps))
+
+
+def check_bases(bases, name="bases", *, orthonormal=True):
+  """Bases `[K, D, R]` with K, D, R >= 1, finite; with `orthonormal`, each
+  `U_k` has orthonormal non-zero columns (zero columns pad lower ranks)."""
+  validation.check_ndim(bases, 3, name, "KDR")
+  if min(np.shape(bases)) == 0:
+    raise ValueError(f"`{name}` [K, D, R] needs K, D, R >= 1; got shape "
+                     f"{validation.shape_of(bases)}.")
+  validation.check_finite(bases, name)
+  if orthonormal:
+    tol = _orthonormal_tol(validation.float_dtypes(bases=bases)[0])
+
+    def ok(u):
+      u = jnp.asarray(u, jnp.promote_types(jnp.result_type(u), jnp.float32))
+      gram = jnp.einsum("kdr,kds->krs", u, u)
+      active = (jnp.diagonal(gram, axis1=1, axis2=2) > 0.5).astype(u.dtype)
+      want = active[:, :, None] * jnp.eye(u.shape[2], dtype=u.dtype)[None]
+      return jnp.max(jnp.abs(gram - want)) <= tol
+
+    validation.require(
+        bases, ok, f"the non-zero columns of each `{name}[k]` must be orthonormal "
+        f"(|U_kᵀU_k − I| <= {tol:g}; zero columns pad lower ranks).")
+
+
+def check_weights(weights, k, name="weights"):
+  """Mixture weights `[K]`: finite, >= 0, not all zero."""
+  if np.shape(weights) != (k,):
+    raise ValueError(f"`{name}` must have shape [K] = [{k}]; got {np.shape(weights)}.")
+  validation.check_positive(weights, name, allow_zero=True)
+  validation.require(weights, lambda w: jnp.sum(w) > 0, f"`{name}` must not all be 0.")
+
+
+def _cast(dtype, *xs):
+  return tuple(None if v is None else jnp.asarray(v, dtype) for v in xs)
 
 
 # Empirical (memorizing) denoiser ----------------------------------------------
@@ -94,18 +151,21 @@ def empirical_denoiser(x, data, sigma, *, scale=1.0, head="x0",
       is computed on each call.
 
   Returns:
-    `[B, D]`, the requested head.
+    `[B, D]`, the requested head, in the dtype of `x` and `data` (see the
+    module docstring for integer and float16 inputs).
   """
-  if not validation.is_traced(x, data, sigma, scale):
-    _check_data(data)
-    _check_query(x, data, "data", sigma, scale)
-    if data_sq is not None and np.shape(data_sq) != np.shape(data)[:1]:
-      raise ValueError(f"`data_sq` must have shape [N] = {np.shape(data)[:1]}; got "
-                       f"{np.shape(data_sq)}.")
-  if chunk_size is not None and chunk_size < 1:
-    raise ValueError(f"`chunk_size` must be >= 1 or None; got {chunk_size}.")
+  x, data = jnp.asarray(x), jnp.asarray(data)
+  out, dt = validation.float_dtypes(x=x, data=data)
+  check_data(data)
+  check_query(x, data, "data")
+  check_params(x, sigma=sigma, scale=scale)
+  if data_sq is not None and np.shape(data_sq) != np.shape(data)[:1]:
+    raise ValueError(f"`data_sq` must have shape [N] = {np.shape(data)[:1]}; got "
+                     f"{np.shape(data_sq)}.")
+  validation.check_chunk(chunk_size)
+  x, data, sigma, scale, data_sq = _cast(dt, x, data, sigma, scale, data_sq)
   return _empirical(x, data, sigma, scale, data_sq, chunk_size=chunk_size,
-                    precision=precision, head=head, mesh=mesh, axis=axis)
+                    precision=precision, head=head, mesh=mesh, axis=axis).astype(out)
 
 
 # Gaussians -------------------------------------------------------------------
@@ -123,22 +183,34 @@ class GaussianMixture(NamedTuple):
 
   @classmethod
   def from_covariances(cls, weights, means, covs) -> "GaussianMixture":
-    """Build from weights `[K]` (sum to 1), means `[K, D]`, covariances `[K, D, D]`."""
+    """Build from weights `[K]` (≥ 0, normalized here), means `[K, D]`,
+    covariances `[K, D, D]` (symmetric positive semi-definite, up to round-off)."""
     validation.check_ndim(means, 2, "means", "KD")
     validation.check_ndim(covs, 3, "covs", "KDD")
     k, d = np.shape(means)
+    if k == 0 or d == 0:
+      raise ValueError(f"`means` [K, D] needs K, D >= 1; got shape {np.shape(means)}.")
     if np.shape(covs) != (k, d, d):
       raise ValueError(f"`covs` must have shape [K, D, D] = {(k, d, d)}; got "
                        f"{np.shape(covs)}.")
-    if np.shape(weights) != (k,):
-      raise ValueError(f"`weights` must have shape [K] = [{k}]; got {np.shape(weights)}.")
-    for name, v in (("weights", weights), ("means", means), ("covs", covs)):
+    for name, v in (("means", means), ("covs", covs)):
       validation.check_finite(v, name)
-    validation.check_positive(weights, "weights")
-    covs = jnp.asarray(covs)
+    check_weights(weights, k)
+    _, dt = validation.float_dtypes(weights=jnp.asarray(weights),
+                                    means=jnp.asarray(means), covs=jnp.asarray(covs))
+    w, means, covs = _cast(dt, weights, means, covs)
+    tol = float(np.sqrt(jnp.finfo(dt).eps))
+    scale = jnp.max(jnp.abs(covs), axis=(1, 2))                       # [K]
+    validation.require(
+        covs, lambda c: jnp.all(jnp.max(jnp.abs(c - jnp.swapaxes(c, -1, -2)), axis=(1, 2))
+                                <= tol * scale),
+        "`covs` must be symmetric.")
     lam, vec = jnp.linalg.eigh(0.5 * (covs + jnp.swapaxes(covs, -1, -2)))
-    w = jnp.asarray(weights)
-    return cls(jnp.log(w / jnp.sum(w)), jnp.asarray(means), jnp.maximum(lam, 0.0), vec)
+    # Round-off may leave eigenvalues slightly below 0 (clamped); a clearly
+    # negative one is an error, not a covariance.
+    validation.require(lam, lambda l: jnp.all(l >= -tol * scale[:, None]),
+                       "`covs` must be positive semi-definite.")
+    return cls(jnp.log(w / jnp.sum(w)), means, jnp.maximum(lam, 0.0), vec)
 
 
 def _gmm_x0_ve(x, mix: GaussianMixture, sigma):
@@ -169,9 +241,13 @@ def gmm_denoiser(x, mixture: GaussianMixture, sigma, *, scale=1.0, head="x0"):
   `E[x0 | x] = Σ_k r_k(x) (μ_k + Σ_k (Σ_k + σ² I)⁻¹ (x/s − μ_k))`, with
   responsibilities `r_k ∝ π_k N(x/s; μ_k, Σ_k + σ² I)`.  `x` `[B, D]`.
   """
-  if not validation.is_traced(x, sigma, scale):
-    _check_query(x, mixture.means, "mixture.means", sigma, scale)
-  return _gmm(x, mixture, sigma, scale, head)
+  x = jnp.asarray(x)
+  out, dt = validation.float_dtypes(x=x, mixture=mixture.means)
+  check_query(x, mixture.means, "mixture.means")
+  check_params(x, sigma=sigma, scale=scale)
+  mix = jax.tree.map(lambda a: jnp.asarray(a, dt), mixture)
+  x, sigma, scale = _cast(dt, x, sigma, scale)
+  return _gmm(x, mix, sigma, scale, head).astype(out)
 
 
 def gaussian_denoiser(x, mean, cov, sigma, *, scale=1.0, head="x0"):
@@ -180,7 +256,9 @@ def gaussian_denoiser(x, mean, cov, sigma, *, scale=1.0, head="x0"):
   validation.check_ndim(cov, 2, "cov", "DD")
   mix = GaussianMixture.from_covariances(jnp.ones((1,)), jnp.asarray(mean)[None],
                                          jnp.asarray(cov)[None])
-  return gmm_denoiser(x, mix, sigma, scale=scale, head=head)
+  x = jnp.asarray(x)
+  out, _ = validation.float_dtypes(x=x, mean=jnp.asarray(mean), cov=jnp.asarray(cov))
+  return gmm_denoiser(x, mix, sigma, scale=scale, head=head).astype(out)
 
 
 # Mixture of low-rank Gaussians ----------------------------------------------
@@ -190,12 +268,7 @@ def molrg_ranks(bases):
   return jnp.sum(jnp.sum(jnp.square(bases), axis=1) > 0.5, axis=-1)
 
 
-def molrg_posterior_weights(x, bases, alpha, beta, weights=None, ranks=None):
-  """Component responsibilities `w_k(x_t)` of the MoLRG posterior, `[B, K]`.
-
-  `w = softmax_k(log π_k + φ ‖U_kᵀ x‖² − (r_k/2) log(α² + β²) + (r_k/2) log β²)`,
-  `φ = α² / (2 β² (α² + β²))` (THEORY.md §1).  `alpha`, `beta` scalars or `[B]`.
-  """
+def _molrg_weights(x, bases, alpha, beta, weights, ranks):
   b = x.shape[0]
   alpha = _per_row(alpha, b, x.dtype)[:, None]
   beta = _per_row(beta, b, x.dtype)[:, None]
@@ -211,10 +284,35 @@ def molrg_posterior_weights(x, bases, alpha, beta, weights=None, ranks=None):
   return jax.nn.softmax(logits, axis=-1)
 
 
+def _check_molrg(x, bases, alpha, beta, weights, ranks):
+  check_bases(bases)
+  check_query(x, np.zeros((1, np.shape(bases)[1])), "bases[k]ᵀ")
+  check_params(x, alpha=alpha, beta=beta)
+  k = np.shape(bases)[0]
+  if weights is not None:
+    check_weights(weights, k)
+  if ranks is not None and np.shape(ranks) != (k,):
+    raise ValueError(f"`ranks` must have shape [K] = [{k}]; got {np.shape(ranks)}.")
+
+
+def molrg_posterior_weights(x, bases, alpha, beta, weights=None, ranks=None):
+  """Component responsibilities `w_k(x_t)` of the MoLRG posterior, `[B, K]`.
+
+  `w = softmax_k(log π_k + φ ‖U_kᵀ x‖² − (r_k/2) log(α² + β²) + (r_k/2) log β²)`,
+  `φ = α² / (2 β² (α² + β²))` (docs/theory.md §1).  `alpha`, `beta` > 0,
+  scalars or `[B]`; arguments as in `molrg_denoiser`.
+  """
+  x, bases = jnp.asarray(x), jnp.asarray(bases)
+  out, dt = validation.float_dtypes(x=x, bases=bases)
+  _check_molrg(x, bases, alpha, beta, weights, ranks)
+  x, bases, alpha, beta, weights = _cast(dt, x, bases, alpha, beta, weights)
+  return _molrg_weights(x, bases, alpha, beta, weights, ranks).astype(out)
+
+
 @functools.partial(jax.jit, static_argnames=("head",))
 def _molrg(x, bases, alpha, beta, weights, ranks, head):
   b = x.shape[0]
-  w = molrg_posterior_weights(x, bases, alpha, beta, weights, ranks)     # [B, K]
+  w = _molrg_weights(x, bases, alpha, beta, weights, ranks)              # [B, K]
   al = _per_row(alpha, b, x.dtype)
   be = _per_row(beta, b, x.dtype)
   coords = jnp.einsum("bd,kdr->bkr", x, bases)
@@ -232,22 +330,16 @@ def molrg_denoiser(x, bases, alpha, beta, weights=None, *, ranks=None, head="x0"
     x: `[B, D]`.
     bases: `[K, D, R]`; component k uses its non-zero columns (pad with zero
       columns for ranks below R), which must be orthonormal.
-    alpha, beta: kernel coefficients, scalars or `[B]` (`α = s`, `β = s σ`).
-    weights: mixture weights `[K]` (default uniform).
+    alpha, beta: kernel coefficients > 0, scalars or `[B]` (`α = s`, `β = s σ`).
+    weights: mixture weights `[K]` (≥ 0, not all 0; default uniform).
     ranks: optional `[K]` ranks (default: counted from the non-zero columns).
     head: output head (`"x0"`, `"eps"`, `"score"`, `"v"`).
   """
-  if not validation.is_traced(x, bases, alpha, beta):
-    validation.check_ndim(bases, 3, "bases", "KDR")
-    validation.check_finite(bases, "bases")
-    _check_query(x, np.zeros((1, np.shape(bases)[1])), "bases[:, :, 0]", beta,
-                 alpha)
-    if weights is not None:
-      if np.shape(weights) != (np.shape(bases)[0],):
-        raise ValueError(f"`weights` must have shape [K] = [{np.shape(bases)[0]}]; "
-                         f"got {np.shape(weights)}.")
-      validation.check_positive(weights, "weights")
-  return _molrg(x, bases, alpha, beta, weights, ranks, head)
+  x, bases = jnp.asarray(x), jnp.asarray(bases)
+  out, dt = validation.float_dtypes(x=x, bases=bases)
+  _check_molrg(x, bases, alpha, beta, weights, ranks)
+  x, bases, alpha, beta, weights = _cast(dt, x, bases, alpha, beta, weights)
+  return _molrg(x, bases, alpha, beta, weights, ranks, head).astype(out)
 
 
 def random_molrg_bases(key, dim: int, num_components: int, rank, *,
@@ -286,10 +378,18 @@ def random_molrg_bases(key, dim: int, num_components: int, rank, *,
 def sample_molrg(key, bases, num: int, weights=None):
   """Draw `num` points of `Σ_k π_k N(0, U_k U_kᵀ)`.
 
-  Returns `(x [num, D], labels [num])` with labels the component indices.
+  `bases [K, D, R]` (any columns: the covariance is `U_k U_kᵀ`), `weights [K]`
+  (≥ 0, not all 0; default uniform).  Returns `(x [num, D], labels [num])`
+  with labels the component indices.
   """
-  validation.check_ndim(bases, 3, "bases", "KDR")
+  check_bases(bases, orthonormal=False)
+  validation.check_int(num, "num", minimum=0)
+  bases = jnp.asarray(bases)
+  if not jnp.issubdtype(bases.dtype, jnp.floating):
+    bases = bases.astype(jnp.result_type(float))
   k = bases.shape[0]
+  if weights is not None:
+    check_weights(weights, k)
   k_lab, k_coef = jax.random.split(key)
   logits = (jnp.zeros((k,)) if weights is None
             else jnp.log(jnp.asarray(weights) / jnp.sum(jnp.asarray(weights))))

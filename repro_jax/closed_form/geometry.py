@@ -1,4 +1,4 @@
-"""Distances and projections to the data set `K` (THEORY.md §2).
+"""Distances and projections to the data set `K` (docs/theory.md §2).
 
 - finite `K` (a training set `[N, D]`): exact `dist_K` / `proj_K` by chunked
   nearest-neighbour search;
@@ -7,6 +7,11 @@
 - the smoothed squared distance
   `dist²_K(x, σ) = −2σ² log Σ_i exp(−‖x − y_i‖² / (2σ²))`, whose gradient
   is `2 (x − D*(x, σ)) = 2 σ ε*(x, σ)` (D* the empirical denoiser at scale 1).
+
+Dtypes and checks follow `repro_jax.closed_form.denoisers`: integer inputs are
+promoted to the default float dtype, float16 / bfloat16 are computed in
+float32; shapes are checked also under `jit` / `vmap`, values (finite `x` and
+data, σ > 0, orthonormal bases) on concrete arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ import jax.numpy as jnp
 
 from repro_jax import validation
 from repro_jax.closed_form import streaming
-from repro_jax.closed_form.denoisers import _check_data, _check_query, _per_row
+from repro_jax.closed_form.denoisers import _cast
+from repro_jax.closed_form.denoisers import _per_row
+from repro_jax.closed_form.denoisers import check_bases
+from repro_jax.closed_form.denoisers import check_data
+from repro_jax.closed_form.denoisers import check_params
+from repro_jax.closed_form.denoisers import check_query
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "precision"))
@@ -35,14 +45,16 @@ def nearest_neighbors(x, data, *, chunk_size=streaming.DEFAULT_CHUNK,
     data: `[N, D]`.
 
   Returns:
-    `(index [B] int32, sq_dist [B])`.
+    `(index [B] int32, sq_dist [B])` (ties: the lowest index).
   """
-  if not validation.is_traced(x, data):
-    _check_data(data)
-    validation.check_ndim(x, 2, "x", "BD")
-    validation.check_same_dim(x, data, "x", "data")
+  x, data = jnp.asarray(x), jnp.asarray(data)
+  out, dt = validation.float_dtypes(x=x, data=data)
+  check_data(data)
+  check_query(x, data, "data")
+  validation.check_chunk(chunk_size)
+  x, data = _cast(dt, x, data)
   res = _nearest(x, data, chunk_size, precision)
-  return res.index, res.sq_dist
+  return res.index, res.sq_dist.astype(out)
 
 
 def dist_finite(x, data, **kwargs):
@@ -62,13 +74,16 @@ def _subspace_residuals(x, bases):
   return jnp.sum(jnp.square(x[:, None, :] - proj), -1), proj        # [B, K], [B, K, D]
 
 
-def _check_bases(x, bases):
-  if not validation.is_traced(x, bases):
-    validation.check_ndim(bases, 3, "bases", "KDR")
-    validation.check_ndim(x, 2, "x", "BD")
-    if x.shape[1] != bases.shape[1]:
-      raise ValueError(f"`x` [B, D] and `bases` [K, D, R] disagree on D: "
-                       f"{x.shape} vs {bases.shape}.")
+def _prepare_subspaces(x, bases):
+  x, bases = jnp.asarray(x), jnp.asarray(bases)
+  out, dt = validation.float_dtypes(x=x, bases=bases)
+  check_bases(bases)
+  validation.check_ndim(x, 2, "x", "BD")
+  if x.shape[1] != bases.shape[1]:
+    raise ValueError(f"`x` [B, D] and `bases` [K, D, R] disagree on D: "
+                     f"{x.shape} vs {bases.shape}.")
+  validation.check_finite(x, "x")
+  return out, *_cast(dt, x, bases)
 
 
 def dist_subspaces(x, bases):
@@ -76,16 +91,16 @@ def dist_subspaces(x, bases):
 
   `bases` `[K, D, R]` with orthonormal (or zero) columns.
   """
-  _check_bases(x, bases)
-  return jnp.sqrt(jnp.min(_subspace_residuals(x, bases)[0], axis=1))
+  out, x, bases = _prepare_subspaces(x, bases)
+  return jnp.sqrt(jnp.min(_subspace_residuals(x, bases)[0], axis=1)).astype(out)
 
 
 def proj_subspaces(x, bases):
   """Projection onto the nearest subspace of the union, `[B, D]`, and its index `[B]`."""
-  _check_bases(x, bases)
+  out, x, bases = _prepare_subspaces(x, bases)
   res, proj = _subspace_residuals(x, bases)
   k = jnp.argmin(res, axis=1)
-  return jnp.take_along_axis(proj, k[:, None, None], axis=1)[:, 0], k
+  return jnp.take_along_axis(proj, k[:, None, None], axis=1)[:, 0].astype(out), k
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "precision", "mesh",
@@ -113,7 +128,11 @@ def smoothed_sq_distance(x, data, sigma, *, chunk_size=streaming.DEFAULT_CHUNK,
     data: `[N, D]`.
     sigma: σ > 0, scalar or `[B]`.
   """
-  if not validation.is_traced(x, data, sigma):
-    _check_data(data)
-    _check_query(x, data, "data", sigma, 1.0)
-  return _smoothed(x, data, sigma, chunk_size, precision, mesh, axis)
+  x, data = jnp.asarray(x), jnp.asarray(data)
+  out, dt = validation.float_dtypes(x=x, data=data)
+  check_data(data)
+  check_query(x, data, "data")
+  check_params(x, sigma=sigma)
+  validation.check_chunk(chunk_size)
+  x, data, sigma = _cast(dt, x, data, sigma)
+  return _smoothed(x, data, sigma, chunk_size, precision, mesh, axis).astype(out)

@@ -21,10 +21,12 @@ Images `[B, H, W, C]` are flattened for the closed forms and reshaped back.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax.numpy as jnp
 
+from repro_jax import validation
 from repro_jax.closed_form import denoisers
 from repro_jax.diffusion import heads as heads_lib
 from repro_jax.diffusion.schedules import Schedule
@@ -89,10 +91,18 @@ def _flat(closed_form):
 def empirical(data, **kwargs) -> DenoiserFn:
   """Canonical form of `denoisers.empirical_denoiser` over `data [N, ...]`.
 
-  The squared norms of the rows are computed once here, not at every call.
+  The squared norms of the rows are computed once here, not at every call,
+  and the data are checked here (shape, N ≥ 1, finite): the samplers trace
+  the denoiser, where value checks do not run (`repro_jax.validation`).
   """
-  flat = jnp.asarray(data).reshape(data.shape[0], -1)
-  sq = jnp.sum(jnp.square(flat), axis=1)
+  data = jnp.asarray(data)
+  if data.ndim < 2:
+    raise ValueError(f"`data` must have shape [N, ...] with a feature axis; got "
+                     f"shape {data.shape}.")
+  flat = data.reshape(data.shape[0], math.prod(data.shape[1:]))
+  denoisers.check_data(flat)
+  _, dt = validation.float_dtypes(data=flat)   # float16 norms overflow at pixel scale
+  sq = jnp.sum(jnp.square(flat.astype(dt)), axis=1)
   return _flat(lambda x, s: denoisers.empirical_denoiser(x, flat, s, data_sq=sq, **kwargs))
 
 
@@ -109,7 +119,11 @@ def gmm(mixture: denoisers.GaussianMixture) -> DenoiserFn:
 
 
 def molrg(bases, weights=None) -> DenoiserFn:
-  """Canonical form of `denoisers.molrg_denoiser` (α = 1, β = σ)."""
+  """Canonical form of `denoisers.molrg_denoiser` (α = 1, β = σ); the bases
+  and weights are checked here."""
+  denoisers.check_bases(bases)
+  if weights is not None:
+    denoisers.check_weights(weights, jnp.shape(bases)[0])
   return _flat(lambda x, s: denoisers.molrg_denoiser(
       x, bases, jnp.ones_like(s), s, weights))
 

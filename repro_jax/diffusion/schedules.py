@@ -17,6 +17,12 @@ Schedules are frozen dataclasses (hashable, so they can be static arguments of
 
 Sampling grids are decreasing arrays of σ of length `steps + 1`; the last entry
 is 0 (`final="zero"`, denoise at the end) or σ at `t_min` (`final="min"`).
+
+Every schedule checks its fields when it is built (`get_schedule` overrides
+included): finite `t_min < t_max` in the schedule's domain, σ ranges with
+`0 < sigma_lo < sigma_hi`, `0 <= beta_min < beta_max`, `0 < beta_start <=
+beta_end < 1`, an integer `num_timesteps >= 2`; a bad field raises
+`ValueError` naming it.
 """
 
 from __future__ import annotations
@@ -72,6 +78,22 @@ class Schedule(abc.ABC):
 
   discrete = False
 
+  def __post_init__(self):
+    self._validate()
+
+  def _validate(self):
+    """Raise ValueError naming a bad field (subclasses add their own checks)."""
+    lo = validation.check_number(self.t_min, "t_min", lo=self._t_floor()[0],
+                                 lo_open=self._t_floor()[1])
+    validation.check_number(self.t_max, "t_max")
+    if not lo < float(self.t_max):
+      raise ValueError(f"{self.name!r} needs t_min < t_max; got t_min = {self.t_min!r}, "
+                       f"t_max = {self.t_max!r}.")
+
+  def _t_floor(self):
+    """`(bound, open)`: t_min must be >= bound (> bound if open)."""
+    return 0.0, False
+
   @abc.abstractmethod
   def sigma(self, t) -> Array:
     """Noise-to-signal level σ(t)."""
@@ -114,6 +136,14 @@ class Schedule(abc.ABC):
     return float(self.sigma_np(self.t_max))
 
 
+def _check_sigma_range(schedule):
+  lo = validation.check_number(schedule.sigma_lo, "sigma_lo", lo=0.0, lo_open=True)
+  hi = validation.check_number(schedule.sigma_hi, "sigma_hi")
+  if not lo < hi:
+    raise ValueError(f"{schedule.name!r} needs 0 < sigma_lo < sigma_hi; got "
+                     f"{schedule.sigma_lo!r}, {schedule.sigma_hi!r}.")
+
+
 def _vp_integral(t, beta_min, beta_max):
   """`∫_0^t β(u) du` for the linear VP β(t)."""
   return 0.5 * jnp.square(t) * (beta_max - beta_min) + t * beta_min
@@ -134,6 +164,17 @@ class VP(Schedule):
   t_min: float = 1e-3
   t_max: float = 1.0
   name = "vp"
+
+  def _validate(self):
+    lo = validation.check_number(self.beta_min, "beta_min", lo=0.0)
+    hi = validation.check_number(self.beta_max, "beta_max")
+    if not lo < hi:
+      raise ValueError(f"{self.name!r} needs 0 <= beta_min < beta_max; got "
+                       f"{self.beta_min!r}, {self.beta_max!r}.")
+    super()._validate()
+
+  def _t_floor(self):
+    return 0.0, True            # σ(0) = 0
 
   def sigma(self, t):
     return jnp.sqrt(jnp.expm1(_vp_integral(t, self.beta_min, self.beta_max)))
@@ -185,10 +226,17 @@ class Cosine(Schedule):
   name = "cosine"
 
   def __post_init__(self):
+    validation.check_number(self.offset, "offset", lo=0.0)
+    validation.check_number(self.alpha_bar_min, "alpha_bar_min", lo=0.0, hi=1.0,
+                            lo_open=True, hi_open=True)
     c0 = math.cos(0.5 * math.pi * self.offset / (1 + self.offset))**2
     theta = math.acos(math.sqrt(self.alpha_bar_min * c0))
     object.__setattr__(self, "t_max",
                        2 * theta * (1 + self.offset) / math.pi - self.offset)
+    self._validate()
+
+  def _t_floor(self):
+    return 0.0, True            # σ(0) = 0
 
   def _alpha_bar(self, t):
     c = self.offset
@@ -218,6 +266,10 @@ class VE(Schedule):
   t_max: float = 1.0
   name = "ve"
 
+  def _validate(self):
+    _check_sigma_range(self)
+    super()._validate()
+
   def sigma(self, t):
     return self.sigma_lo * (self.sigma_hi / self.sigma_lo)**t
 
@@ -235,6 +287,9 @@ class EDM(Schedule):
   t_min: float = 0.002
   t_max: float = 80.0
   name = "edm"
+
+  def _t_floor(self):
+    return 0.0, True            # σ = t > 0
 
   def sigma(self, t):
     return jnp.asarray(t, dtype=jnp.result_type(float))
@@ -257,7 +312,9 @@ class _Discrete(Schedule):
   discrete = True
 
   def __post_init__(self):
+    validation.check_int(self.num_timesteps, "num_timesteps", minimum=2)
     object.__setattr__(self, "t_max", float(self.num_timesteps - 1))
+    self._validate()
 
   @abc.abstractmethod
   def _log_sigmas(self) -> np.ndarray:
@@ -285,6 +342,16 @@ class DDPM(_Discrete):
   beta_end: float = 0.02
   name = "ddpm"
 
+  def _validate(self):
+    lo = validation.check_number(self.beta_start, "beta_start", lo=0.0, hi=1.0,
+                                 lo_open=True, hi_open=True)
+    hi = validation.check_number(self.beta_end, "beta_end", lo=0.0, hi=1.0,
+                                 lo_open=True, hi_open=True)
+    if not lo <= hi:
+      raise ValueError(f"'ddpm' needs beta_start <= beta_end; got {self.beta_start!r}, "
+                       f"{self.beta_end!r}.")
+    super()._validate()
+
   def alpha_bars(self) -> np.ndarray:
     """The table `ᾱ_i`, `[T]`, float64."""
     betas = np.linspace(self.beta_start, self.beta_end, self.num_timesteps,
@@ -309,6 +376,10 @@ class LogLinear(_Discrete):
   sigma_lo: float = 0.01
   sigma_hi: float = 80.0
   name = "log_linear"
+
+  def _validate(self):
+    _check_sigma_range(self)
+    super()._validate()
 
   def _log_sigmas(self):
     return np.linspace(math.log(self.sigma_lo), math.log(self.sigma_hi),
@@ -381,14 +452,16 @@ def sigma_grid(schedule: Schedule, steps: int, spacing: str = "uniform", *,
       in σ), `log_linear` / `logsnr` (geometric in σ, uniform in log-SNR).
     final: `"zero"` → the last step denoises to σ = 0 (`steps` points from the
       schedule, then 0); `"min"` → `steps + 1` points ending at σ_min.
-    rho: EDM's ρ.
+    rho: EDM's ρ > 0.
     sigma_min / sigma_max: override the ends of the σ range.
 
   Returns:
     σ grid, strictly decreasing, `[steps + 1]`.
   """
-  if not isinstance(steps, (int, np.integer)) or steps < 1:
+  if (isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer))
+      or steps < 1):
     raise ValueError(f"`steps` must be an integer >= 1; got {steps!r}.")
+  validation.check_number(rho, "rho", lo=0.0, lo_open=True)
   if spacing not in GRID_SPACINGS:
     raise validation.unknown_name("grid spacing", spacing, GRID_SPACINGS)
   if final not in ("zero", "min"):

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from repro_jax import validation
 from repro_jax.lowrank import clustering
 from repro_jax.closed_form import denoisers
 from repro_jax.diffusion import schedules
@@ -130,10 +131,9 @@ class TrainConfig:
     if (self.noise_space == "model" and self.num_components > 1
         and not self.joint_orthogonal):
       raise ValueError("noise_space='model' needs joint_orthogonal=True when K > 1.")
-    if min(self.num_components, self.steps, self.noise_per_point, self.restarts,
-           self.num_t) < 1:
-      raise ValueError("num_components, steps, noise_per_point, restarts and num_t "
-                       "must be >= 1.")
+    for field in ("num_components", "steps", "noise_per_point", "restarts", "num_t"):
+      validation.check_int(getattr(self, field), field, minimum=1)
+    validation.check_int(self.polar_iters, "polar_iters", minimum=0)
     if not 0 < self.t_min <= self.t_max:
       raise ValueError(f"need 0 < t_min <= t_max; got {self.t_min}, {self.t_max}.")
 

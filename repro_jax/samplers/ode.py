@@ -10,7 +10,9 @@ coordinates, is a Taylor expansion of ε in λ.  With `h = λ_next − λ = log(
   `ε(x', σ')`; the last step to σ = 0 is Euler alone (`2n − 1` evaluations).
   Optional churn (EDM's `S_churn, S_tmin, S_tmax, S_noise`): before each step
   with `σ ∈ [S_tmin, S_tmax]`, raise σ to `σ̂ = σ (1 + γ)`, `γ = min(S_churn/n,
-  √2 − 1)`, adding noise of variance `σ̂² − σ²`.  `euler` takes the same churn.
+  √2 − 1)`, adding noise of variance `σ̂² − σ² = σ² γ (2 + γ)`; where γ = 0
+  (σ outside `[S_tmin, S_tmax]`) the step is exactly the deterministic one.
+  `euler` takes the same churn.
 - `dpm_solver` (singlestep, Lu et al. 2022, `order` 1–3, `order` evaluations per
   step; intermediate points at `λ + r h`, i.e. `σ_r = σ^{1−r} σ'^r`):
     order 2 (`r = ½`): `u = x + (σ_r − σ) ε`, `x' = x + (σ' − σ) ε(u, σ_r)`;
@@ -41,7 +43,9 @@ def _churn(x, s, key, opts):
                 jnp.minimum(opts["churn"] / opts["num_steps"], math.sqrt(2.0) - 1.0),
                 0.0)
   s_hat = s * (1.0 + g)
-  std = jnp.sqrt(jnp.maximum(jnp.square(s_hat) - jnp.square(s), 0.0))
+  # σ̂² − σ² = σ² γ (2 + γ), written so that γ = 0 gives exactly 0 (a difference
+  # of squares leaves a rounding remainder once the compiler fuses it into an FMA).
+  std = s * jnp.sqrt(g * (2.0 + g))
   return x + std * opts["s_noise"] * _core.normal_like(key, x), s_hat
 
 
