@@ -8,6 +8,7 @@ before any work; never a traceback or a page of usage.
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import pathlib
 import sys
@@ -74,9 +75,26 @@ def print_config(config) -> None:
   print(config)
 
 
+class _QuietLibraries(std_logging.Filter):
+  """Keep orbax's per-phase INFO lines and jax's backend probing ("Unable to
+  initialize backend 'tpu'" on a CPU machine) out of the output unless
+  `--verbosity=1` or higher asks for them."""
+
+  def filter(self, record):
+    if flags.FLAGS["verbosity"].value >= 1:
+      return True
+    noisy = "orbax" in record.pathname or record.name.startswith("jax._src.xla_bridge")
+    return not noisy or record.levelno >= std_logging.WARNING
+
+
 def run(main) -> None:
-  """`app.run(main)` with one-line flag errors."""
-  app.run(main, flags_parser=parse_flags)
+  """`app.run(main)` with one-line flag errors and quiet library logs."""
+  def with_quiet_logs(argv):
+    from absl import logging
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    std_logging.getLogger("jax._src.xla_bridge").addFilter(_QuietLibraries())
+    return main(argv)
+  app.run(with_quiet_logs, flags_parser=parse_flags)
 
 
 def main_for(study: str) -> None:

@@ -11,8 +11,6 @@ latest checkpoint.  `--config.distributed=True` calls
 `repro_jax.networks.training.train`.
 """
 
-import logging as std_logging
-
 import os
 
 from absl import flags
@@ -29,13 +27,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.",
 _PRINT = _cli.define_print_config()
 
 
-class _QuietOrbax(std_logging.Filter):
-  """Orbax logs every save phase at INFO: keep only its warnings."""
-
-  def filter(self, record):
-    return "orbax" not in record.pathname or record.levelno >= std_logging.WARNING
-
-
 def main(argv):
   if len(argv) > 1:
     _cli.fail(f"unexpected arguments {argv[1:]}.")
@@ -45,7 +36,6 @@ def main(argv):
     _cli.print_config(_CONFIG.value)
     return
   logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(_QuietOrbax())
   from repro_jax import settings  # after flag parsing: jax starts here
   from repro_jax import sharding
   from repro_jax.networks import training
