@@ -75,3 +75,4 @@ def test_subspace_clustering_smoke(tmp_path):
   assert sorted(_verdicts(m).values()) == ["not tested", "reproduced", "reproduced"]
   report = (workdir / "report.md").read_text()
   assert "**Verdict.**" in report and "| claim | verdict | criterion | measured |" in report
+  assert "**Verdict.** **reproduced** (2 reproduced, 1 not tested)" in report

@@ -368,8 +368,10 @@ def verdicts(s: Settings, m: dict) -> list[verdicts_lib.Verdict]:
 
 
 def overall(verdicts) -> str:
-  """`**reproduced**` when every verdict is, else `**not reproduced**`, and the counts."""
-  ok = all(v["verdict"] == "reproduced" for v in verdicts)
+  """`**reproduced**` when every tested claim is, else `**not reproduced**`, and
+  the counts.  A claim the settings cannot test (e.g. one D only) is no failure."""
+  tested = [v["verdict"] for v in verdicts if v["verdict"] != "not tested"]
+  ok = bool(tested) and all(v == "reproduced" for v in tested)
   return (f"**{'reproduced' if ok else 'not reproduced'}** "
           f"({verdicts_lib.summary(verdicts)})")
 
