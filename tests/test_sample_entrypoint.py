@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
 
@@ -46,7 +46,7 @@ def test_cli_matches_python_api_and_writes_png(images):
   api = samplers.sample_from_data(data, noise, sigmas="10,1,0.1,0", sampler="heun")
   np.testing.assert_allclose(samples, api.samples, rtol=1e-5, atol=1e-5)
   # Direct use of the canonical interface agrees too.
-  direct = samplers.sample(denoiser_fn.empirical(data), noise, [10, 1, 0.1, 0], sampler="heun")
+  direct = samplers.sample(denoiser.empirical(data), noise, [10, 1, 0.1, 0], sampler="heun")
   np.testing.assert_allclose(samples, direct.samples, rtol=1e-5, atol=1e-5)
   # The empirical denoiser memorizes: every sample is a training image.
   d = np.linalg.norm((samples[:, None] - data[None]).reshape(3, 6, -1), axis=-1).min(1)
@@ -83,7 +83,7 @@ def test_sample_from_data_seed_schedule_and_npz_input(tmp_path, x64):
   assert noise.shape == (7, 3) and not (tmp_path / "o.png").exists()
   np.testing.assert_array_equal(noise, samplers.resolve_noise(data, seed=4, num_samples=7))
   g = schedules.sigma_grid(schedules.get_schedule("ddpm"), 6, "trailing")
-  ref = samplers.sample(denoiser_fn.empirical(data), noise, g, sampler="gradient_estimation")
+  ref = samplers.sample(denoiser.empirical(data), noise, g, sampler="gradient_estimation")
   np.testing.assert_allclose(res.samples, ref.samples, rtol=1e-12, atol=1e-12)
   # Batching gives the same deterministic samples.
   kw.pop("num_samples")

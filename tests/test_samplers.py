@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
 from repro_jax.samplers import _core
@@ -23,7 +23,7 @@ _Z = _RNG.normal(size=(6, 3))
 
 
 def _gauss():
-  return denoiser_fn.gaussian(_MU, _COV)
+  return denoiser.gaussian(_MU, _COV)
 
 
 def _np_gauss_x0(x, s):
@@ -159,7 +159,7 @@ def test_ddim_eta_matches_numpy_transcription_on_ddpm_table(x64):
 
 def test_single_point_dataset_is_returned_exactly(x64):
   y = np.array([[0.3, -1.2, 2.5, 0.0]])
-  den = denoiser_fn.empirical(y)
+  den = denoiser.empirical(y)
   z = np.random.default_rng(1).normal(size=(5, 4))
   g = schedules.sigma_grid(schedules.get_schedule("edm"), 6, "edm")
   for name in ("ddim", "euler", "heun", "dpm_solver", "dpm_solver_pp_2m"):
@@ -226,7 +226,7 @@ def test_same_key_same_output(sampler, opts):
 def test_ddpm_marginal_variance_matches_schedule_monte_carlo(x64):
   """x_σ from the DDPM update on N(μ, diag(λ)) data has variance ≈ λ + σ² at every σ."""
   lam, mu = np.array([0.3, 2.0]), np.array([1.0, -0.5])
-  den = denoiser_fn.gaussian(mu, np.diag(lam))
+  den = denoiser.gaussian(mu, np.diag(lam))
   g = _grid(120, "log_linear", final="zero", lo=0.02, hi=10.0)
   w = np.asarray(jax.random.normal(jax.random.key(0), (20000, 2), jnp.float64))
   z = (mu + np.sqrt(lam + g[0]**2) * w) / g[0]  # start on the exact marginal at σ_max
@@ -259,7 +259,7 @@ def test_inversion_round_trip_shrinks_with_steps(x64, sampler):
 def test_inversion_encodes_memorized_points_exactly():
   """Empirical denoiser: data → latent → the same data point (grid ending at 0)."""
   data = np.random.default_rng(2).normal(size=(12, 8)).astype(np.float32)
-  den = denoiser_fn.empirical(data)
+  den = denoiser.empirical(data)
   g = schedules.sigma_grid(schedules.get_schedule("edm"), 18, "edm")
   inv = samplers.invert(den, data[:5], g, sampler="heun", return_trajectory=True)
   assert inv.xs.shape == (18, 5, 8) and inv.sigmas[0] < inv.sigmas[-1]
@@ -326,6 +326,7 @@ def test_sharded_empirical_denoiser_gives_the_same_samples(mesh8):
   data = rng.normal(size=(20, 6)).astype(np.float32)  # 20 rows: padded to 24
   z = rng.normal(size=(4, 6)).astype(np.float32)
   g = schedules.sigma_grid(schedules.get_schedule("edm"), 6, "edm")
-  one = samplers.sample(denoiser_fn.empirical(data), z, g, sampler="heun").samples
-  many = samplers.sample(denoiser_fn.empirical(data, mesh=mesh8), z, g, sampler="heun").samples
+  one = samplers.sample(denoiser.empirical(data), z, g, sampler="heun").samples
+  many = samplers.sample(denoiser.empirical(data, mesh=mesh8), z, g, sampler="heun").samples
   np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-5)
+

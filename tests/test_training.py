@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from repro_jax.diffusion import denoiser
 from repro_jax.diffusion import schedules
 from repro_jax import sharding
 from repro_jax.networks import training
@@ -138,13 +139,22 @@ def test_resume_is_bit_identical(tmp_path):
   indices = np.load(part / "data_indices.npy")
   assert indices.shape == (32,) and len(set(indices.tolist())) == 32
 
-  denoise, meta = training.load_denoiser(str(part))
+  denoise = training.load_denoiser(str(part))
+  meta = denoise.info
+  assert denoise.name == "network" and denoise.data_shape == (8, 8, 1)
   assert meta["step"] == 30 and meta["data_shape"] == (8, 8, 1)
   np.testing.assert_array_equal(meta["indices"], indices)
   x = jnp.ones((3, 8, 8, 1))
   assert denoise(x, jnp.array([0.1, 1.0, 10.0])).shape == x.shape
-  raw, _ = training.load_denoiser(str(part), use_ema=False)
+  raw = training.load_denoiser(str(part), use_ema=False)
   assert not np.allclose(raw(x, jnp.ones(3)), denoise(x, jnp.ones(3)))
+  # The registry's "network" entry is the same checkpoint.
+  made = denoiser.make("network", workdir=str(part))
+  np.testing.assert_array_equal(made(x, jnp.ones(3)), denoise(x, jnp.ones(3)))
+  # ... and it is the network wrapped in memory.
+  trainer = training.make_trainer(_typed(cfg), (8, 8, 1))
+  np.testing.assert_array_equal(training.network_denoiser(trainer, resumed.ema)(x, jnp.ones(3)),
+                                denoise(x, jnp.ones(3)))
   cfg.model.hidden = 64  # resuming with another network is refused
   with pytest.raises(ValueError, match="different config.model"):
     training.train(_typed(cfg), str(part))
@@ -195,7 +205,7 @@ def test_train_many_matches_models_trained_alone(tmp_path):
     state, _ = chunk(state, data, 10)
     np.testing.assert_allclose(state.params, states.params[i], rtol=1e-4, atol=1e-5)
   assert not np.allclose(states.params[0], states.params[1])
-  denoise, meta = training.load_denoiser(str(tmp_path / "many"), model_index=1)
+  meta = training.load_denoiser(str(tmp_path / "many"), model_index=1).info
   np.testing.assert_array_equal(meta["indices"], subsets[1])
   assert meta["num_models"] == 2
   with pytest.raises(ValueError, match="model_index"):

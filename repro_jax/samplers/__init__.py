@@ -2,10 +2,12 @@
 
 Every sampler is a jitted `lax.scan` over a σ grid in VE coordinates
 (`x = x0 + σ ε`), driven by a canonical denoiser `denoise(x, sigma[B]) -> x0`
-(`repro_jax.diffusion.denoiser_fn`), batched over `B`, chosen by name:
+(a `repro_jax.diffusion.denoiser.Denoiser` or any such callable), batched over
+`B`, chosen by name:
 
-    from repro_jax import denoiser_fn, samplers, schedules
-    den = denoiser_fn.empirical(data)                       # data [N, ...]
+    from repro_jax import samplers
+    from repro_jax.diffusion import denoiser, schedules
+    den = denoiser.empirical(data)                          # data [N, ...]
     sigmas = schedules.sigma_grid(schedules.get_schedule("edm"), 18, "edm")
     res = samplers.sample(den, z, sigmas, sampler="heun")   # z [B, ...] ~ N(0, I)
     res.samples                                             # [B, ...]
@@ -17,8 +19,9 @@ Public surface:
 - `SAMPLERS`, `get_sampler(name)`, `num_evaluations(name, sigmas, **options)`
 - `SampleResult(samples, xs, x0_hats, sigmas)`, `SamplerSpec`
 - `sample_from_data(data, noise=None, *, seed, num_samples, sigmas, schedule,
-  steps, spacing, final, sampler, return_trajectory, batch_size, **options)`
-  and `sample_to_files(data, out, ...)` (the `experiments.sample` entrypoint).
+  steps, spacing, final, sampler, return_trajectory, batch_size, **options)`,
+  `sample_with(denoise, like, ...)` for any denoiser, and
+  `sample_to_files(data, out, ...)` (the `experiments.sample` entrypoint).
 
 What belongs here: every sampler and inversion (a new sampler is a registered
 `SamplerSpec`), and the batched sampling entry points.  May import

@@ -1,8 +1,10 @@
 """Sampling from the closed-form (empirical) denoiser of a data set, and files.
 
 `sample_from_data` is the library side of `python -m experiments.sample`: the
-same inputs as its flags, as arrays.  `sample_to_files` adds the file handling
-(load `.npy`/`.npz`, write the `.npz` atomically, draw a PNG grid).
+same inputs as its flags, as arrays.  `sample_with` does the same for any
+canonical denoiser (`repro_jax.diffusion.denoiser`).  `sample_to_files` adds
+the file handling (load `.npy`/`.npz`, write the `.npz` atomically, draw a
+PNG grid).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import plotting
-from repro_jax.diffusion import denoiser_fn
 from repro_jax import io
+from repro_jax import plotting
+from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.diffusion import schedules
 from repro_jax.samplers import api
 from repro_jax.samplers._core import SampleResult
@@ -148,7 +150,7 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
                      f"least 2 dims; got shape {data.shape}, dtype {data.dtype}.")
   if not np.all(np.isfinite(data)):
     raise ValueError("`data` contains NaN or inf values.")
-  denoise = denoiser_fn.empirical(jnp.asarray(data, _dtype_of(data)))
+  denoise = denoiser_lib.empirical(jnp.asarray(data, _dtype_of(data)))
   return sample_with(denoise, data[:1], noise, seed=seed, num_samples=num_samples,
                      sigmas=sigmas, schedule=schedule, steps=steps, spacing=spacing,
                      final=final, sampler=sampler, return_trajectory=return_trajectory,
@@ -163,7 +165,7 @@ def sample_with(denoise, like, noise=None, *, seed: int = 0,
   """`sample_from_data` for any canonical denoiser (e.g. a trained network).
 
   Args:
-    denoise: canonical `denoise(x, σ) -> x0` (`repro_jax.diffusion.denoiser_fn`).
+    denoise: canonical `denoise(x, σ) -> x0` (`repro_jax.diffusion.denoiser`).
     like: an array `[1, ...]` with the data's shape and dtype (for the noise).
     Other arguments as `sample_from_data`.
   """
@@ -287,10 +289,10 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
     noise = load_array(noise, "noise")
   if checkpoint is not None:
     from repro_jax.networks import training  # the training stack only when needed
-    denoise, info = training.load_denoiser(str(checkpoint), use_ema=use_ema,
-                                           model_index=model_index)
-    data = np.zeros((1,) + tuple(info["data_shape"]), np.float32)
-    kwargs.update(checkpoint=str(checkpoint), checkpoint_step=info["step"],
+    denoise = training.load_denoiser(str(checkpoint), use_ema=use_ema,
+                                     model_index=model_index)
+    data = np.zeros((1,) + tuple(denoise.data_shape), np.float32)
+    kwargs.update(checkpoint=str(checkpoint), checkpoint_step=denoise.info["step"],
                   model_index=model_index, use_ema=use_ema)
     sample = lambda z, **kw: sample_with(denoise, data, z, **{
         k: v for k, v in kw.items()
