@@ -118,6 +118,8 @@ def test_sample_from_data_bad_inputs():
     samplers.sample_to_files(data, "o.txt")
   with pytest.raises(ValueError, match="not found"):
     samplers.load_array("/nonexistent/data.npy")
+  with pytest.raises(ValueError, match="`batch_size`"):
+    samplers.sample_from_data(data, batch_size=0)
   with pytest.raises(ValueError, match="Unknown schedule"):
     samplers.sample_from_data(data, schedule="nope")
   with pytest.raises(ValueError, match="`gamma`"):

@@ -18,8 +18,8 @@ and a finished group is restored instead of retrained (`ensure_group`).
 
 Sampling: a group's `denoise` is `training.stacked_denoiser(trainer, params)`,
 the stacked parameters `[M, P]` as one canonical denoiser over a model-major
-batch `[M · B, ...]` (`num_models = M`), so one sampler call runs every model
-of a group on the same noises (`sample_models`).
+batch `[M · B, ...]` (`num_models = M`), so one call of
+`samplers.sample_batched` runs every model of a group on the same noises.
 """
 
 from __future__ import annotations
@@ -172,34 +172,27 @@ def ensure_group(cfg, zoo_dir, name: str, *, sizes: Sequence[int], seeds: Sequen
 
 def sample_models(denoise, num_models: int, noise, sigmas, *, sampler: str = "heun",
                   chunk: int = 256, key=None, **options) -> np.ndarray:
-  """Run `num_models` stacked models (or one denoiser, `num_models=1`) on the same noises.
+  """`num_models` stacked models (or one denoiser, `num_models=1`) on the same noises.
+
+  Kept for the studies that call it; new code calls `samplers.sample_batched`
+  with a `Denoiser` value (which knows its `num_models`).
 
   Args:
-    denoise: `training.stacked_denoiser` (batch `[M·b, ...]`, model-major) or any
-      canonical denoiser when `num_models = 1`.
+    denoise: a stack of `num_models` models on a model-major batch (a group's
+      `denoise`), or one canonical denoiser when `num_models = 1`.
     noise: `z [B, ...]`, shared by every model.
     sigmas: σ grid `[T+1]`.
-    chunk: noises per sampler call (the last chunk is padded, so every call
-      has the same shape and the compiled sampler is reused).
+    chunk: noises per sampler call (see `samplers.sample_batched`).
 
   Returns:
     float32 `[M, B, ...]`.
   """
-  noise = np.asarray(noise, np.float32)
-  b = noise.shape[0]
-  chunk = int(min(chunk, b))
-  out = []
-  for start in range(0, b, chunk):
-    z = noise[start:start + chunk]
-    pad = chunk - z.shape[0]
-    if pad:
-      z = np.concatenate([z, np.zeros((pad,) + z.shape[1:], z.dtype)])
-    zz = jnp.broadcast_to(jnp.asarray(z)[None], (num_models,) + z.shape)
-    res = samplers.sample(denoise, zz.reshape((num_models * chunk,) + z.shape[1:]),
-                          sigmas, sampler=sampler, key=key, **options)
-    x = np.asarray(res.samples).reshape((num_models, chunk) + z.shape[1:])
-    out.append(x[:, :chunk - pad])
-  return np.concatenate(out, axis=1)
+  den = denoiser_lib.as_denoiser(denoise)
+  if den.num_models != num_models:
+    den = den.replace(num_models=int(num_models))
+  res = samplers.sample_batched(den, np.asarray(noise, np.float32), sigmas, sampler=sampler,
+                                batch_size=int(chunk), key=key, **options)
+  return np.asarray(res.samples)
 
 
 def ensure_zoo(zoo, dataset, *, widths: Sequence[int] | None = None,

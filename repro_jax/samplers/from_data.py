@@ -2,9 +2,10 @@
 
 `sample_from_data` is the library side of `python -m experiments.sample`: the
 same inputs as its flags, as arrays.  `sample_with` does the same for any
-canonical denoiser (`repro_jax.diffusion.denoiser`).  `sample_to_files` adds
-the file handling (load `.npy`/`.npz`, write the `.npz` atomically, draw a
-PNG grid).
+canonical denoiser (`repro_jax.diffusion.denoiser`); both run
+`sample_batched` (fixed-size batches, optionally split over a mesh).
+`sample_to_files` adds the file handling (load `.npy`/`.npz`, write the
+`.npz` atomically, draw a PNG grid).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from repro_jax import plotting
 from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.diffusion import schedules
 from repro_jax.samplers import api
+from repro_jax.samplers.batched import sample_batched
 from repro_jax.samplers._core import SampleResult
 
 DEFAULT_SPACING = {"edm": "edm", "ddpm": "leading", "log_linear": "uniform"}
@@ -123,7 +125,7 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
                      schedule: str = "edm", steps: int = 18,
                      spacing: str | None = None, final: str = "zero",
                      sampler: str = "ddim", return_trajectory: bool = False,
-                     batch_size: int | None = None, **options) -> SampleResult:
+                     batch_size: int | None = None, mesh=None, **options) -> SampleResult:
   """Sample with the empirical (memorizing) denoiser of `data`.
 
   Args:
@@ -138,6 +140,7 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
       `dpm_solver`, ...).
     return_trajectory: also return `xs [T+1, B, ...]`, `x0_hats [T, B, ...]`.
     batch_size: run the B samples in batches of this size (one compilation).
+    mesh: optional 1-D mesh (axis "data"): each batch is split over it.
     **options: sampler options (`gamma`, `eta`, `mu`, `order`, `churn`, ...);
       None values are dropped (sampler default).
 
@@ -154,20 +157,22 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
   return sample_with(denoise, data[:1], noise, seed=seed, num_samples=num_samples,
                      sigmas=sigmas, schedule=schedule, steps=steps, spacing=spacing,
                      final=final, sampler=sampler, return_trajectory=return_trajectory,
-                     batch_size=batch_size, **options)
+                     batch_size=batch_size, mesh=mesh, **options)
 
 
 def sample_with(denoise, like, noise=None, *, seed: int = 0,
                 num_samples: int | None = None, sigmas=None, schedule: str = "edm",
                 steps: int = 18, spacing: str | None = None, final: str = "zero",
                 sampler: str = "ddim", return_trajectory: bool = False,
-                batch_size: int | None = None, **options) -> SampleResult:
+                batch_size: int | None = None, mesh=None, **options) -> SampleResult:
   """`sample_from_data` for any canonical denoiser (e.g. a trained network).
 
   Args:
-    denoise: canonical `denoise(x, σ) -> x0` (`repro_jax.diffusion.denoiser`).
+    denoise: a `Denoiser` or canonical `denoise(x, σ) -> x0`
+      (`repro_jax.diffusion.denoiser`).
     like: an array `[1, ...]` with the data's shape and dtype (for the noise).
-    Other arguments as `sample_from_data`.
+    Other arguments as `sample_from_data`; the noise is seeded by
+    `split(PRNGKey(seed))[0]`, the sampler's key is `split(PRNGKey(seed))[1]`.
   """
   like = np.asarray(like)
   spec = api.get_sampler(sampler)
@@ -177,27 +182,8 @@ def sample_with(denoise, like, noise=None, *, seed: int = 0,
                      final=final)
   key = jax.random.split(jax.random.PRNGKey(int(seed)))[1]
   noise = resolve_noise(like, noise, seed=seed, num_samples=num_samples)
-  run = lambda z, k: api.sample(denoise, z, grid, sampler=sampler, key=k,
-                                return_trajectory=return_trajectory, **options)
-  b = noise.shape[0]
-  if batch_size is None or batch_size >= b:
-    return run(noise, key)
-  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"`batch_size` must be an integer >= 1; got {batch_size!r}.")
-  parts = []
-  for j, start in enumerate(range(0, b, batch_size)):
-    z = noise[start:start + batch_size]
-    pad = batch_size - z.shape[0]
-    if pad:  # same shape for every batch: one compilation
-      z = jnp.concatenate([z, jnp.zeros((pad,) + z.shape[1:], z.dtype)])
-    r = run(z, jax.random.fold_in(key, j))
-    keep = batch_size - pad
-    parts.append(SampleResult(
-        r.samples[:keep], None if r.xs is None else r.xs[:, :keep],
-        None if r.x0_hats is None else r.x0_hats[:, :keep], r.sigmas))
-  cat = lambda xs, axis: None if xs[0] is None else jnp.concatenate(xs, axis)
-  return SampleResult(cat([p.samples for p in parts], 0), cat([p.xs for p in parts], 1),
-                      cat([p.x0_hats for p in parts], 1), parts[0].sigmas)
+  return sample_batched(denoise, noise, grid, sampler=sampler, batch_size=batch_size,
+                        mesh=mesh, key=key, return_trajectory=return_trajectory, **options)
 
 
 # Outputs -----------------------------------------------------------------------
