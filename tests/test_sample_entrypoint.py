@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from repro_jax import data as data_lib
 from repro_jax.diffusion import denoiser
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
@@ -73,7 +74,7 @@ def test_cli_bad_flags_fail_clearly(images):
 def test_sample_from_data_seed_schedule_and_npz_input(tmp_path, x64):
   data = np.random.default_rng(1).normal(size=(5, 3))
   np.savez(tmp_path / "d.npz", other=np.zeros((2, 2)), x=data)
-  np.testing.assert_array_equal(samplers.load_array(tmp_path / "d.npz"), data)
+  np.testing.assert_array_equal(data_lib.read_array(tmp_path / "d.npz"), data)
   kw = dict(seed=4, num_samples=7, schedule="ddpm", steps=6, spacing="trailing",
             sampler="gradient_estimation", gamma=2.0)
   res = samplers.sample_to_files(tmp_path / "d.npz", tmp_path / "o.npz", **kw)
@@ -116,8 +117,8 @@ def test_sample_from_data_bad_inputs():
     samplers.sample_from_data(data, sampler="heun", gamma=2.0)
   with pytest.raises(ValueError, match="`out`"):
     samplers.sample_to_files(data, "o.txt")
-  with pytest.raises(ValueError, match="not found"):
-    samplers.load_array("/nonexistent/data.npy")
+  with pytest.raises(FileNotFoundError, match="`data` file not found"):
+    data_lib.read_array("/nonexistent/data.npy")
   with pytest.raises(ValueError, match="`batch_size`"):
     samplers.sample_from_data(data, batch_size=0)
   with pytest.raises(ValueError, match="Unknown schedule"):

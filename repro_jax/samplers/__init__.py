@@ -42,7 +42,6 @@ from repro_jax.samplers.api import get_sampler
 from repro_jax.samplers.api import num_evaluations
 from repro_jax.samplers.api import sample
 from repro_jax.samplers.batched import sample_batched
-from repro_jax.samplers.from_data import load_array
 from repro_jax.samplers.from_data import make_sigmas
 from repro_jax.samplers.from_data import parse_sigmas
 from repro_jax.samplers.from_data import resolve_noise
@@ -55,7 +54,7 @@ from repro_jax.samplers.inversion import inversion_grid
 
 __all__ = [
     "SAMPLERS", "SampleResult", "SamplerSpec", "get_sampler", "invert",
-    "inversion_grid", "load_array", "make_sigmas", "num_evaluations",
+    "inversion_grid", "make_sigmas", "num_evaluations",
     "parse_sigmas", "resolve_noise", "sample", "sample_batched", "sample_from_data",
     "sample_to_files", "sample_with", "save_image_grid",
 ]

@@ -4,8 +4,8 @@
 same inputs as its flags, as arrays.  `sample_with` does the same for any
 canonical denoiser (`repro_jax.diffusion.denoiser`); both run
 `sample_batched` (fixed-size batches, optionally split over a mesh).
-`sample_to_files` adds the file handling (load `.npy`/`.npz`, write the
-`.npz` atomically, draw a PNG grid).
+`sample_to_files` adds the file handling (read `.npy`/`.npz` through
+`repro_jax.data.read_array`, write the `.npz` atomically, draw a PNG grid).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from repro_jax import data as data_lib
 from repro_jax import io
 from repro_jax import plotting
 from repro_jax.diffusion import denoiser as denoiser_lib
@@ -29,31 +30,9 @@ from repro_jax.samplers.batched import sample_batched
 from repro_jax.samplers._core import SampleResult
 
 DEFAULT_SPACING = {"edm": "edm", "ddpm": "leading", "log_linear": "uniform"}
-_NPZ_KEYS = ("data", "x", "images")
 
 
 # Inputs -------------------------------------------------------------------------
-
-def load_array(path, name: str = "data") -> np.ndarray:
-  """Load `[N, ...]` from `.npy`, or from `.npz` (key `data`/`x`/`images`, else the first array)."""
-  p = pathlib.Path(path)
-  if not p.is_file():
-    raise ValueError(f"`{name}` file not found: {str(p)!r}.")
-  if p.suffix not in (".npy", ".npz"):
-    raise ValueError(f"`{name}` must be a .npy or .npz file; got {str(p)!r}.")
-  try:
-    loaded = np.load(p, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"`{name}` file {str(p)!r} could not be read: {e}") from e
-  if isinstance(loaded, np.ndarray):
-    return loaded
-  with loaded as f:
-    keys = list(f.keys())
-    if not keys:
-      raise ValueError(f"`{name}` file {str(p)!r} holds no arrays.")
-    key = next((k for k in _NPZ_KEYS if k in keys), keys[0])
-    return np.asarray(f[key])
-
 
 def parse_sigmas(text: str | Sequence[float]) -> np.ndarray:
   """`"80,10,1,0"` (or a sequence) → a validated decreasing σ grid, float64."""
@@ -272,7 +251,7 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
   if out.suffix != ".npz":
     raise ValueError(f"`out` must be a .npz path; got {str(out)!r}.")
   if isinstance(noise, (str, os.PathLike)):
-    noise = load_array(noise, "noise")
+    noise = data_lib.read_array(noise, name="noise")
   if checkpoint is not None:
     from repro_jax.networks import training  # the training stack only when needed
     denoise = training.load_denoiser(str(checkpoint), use_ema=use_ema,
@@ -285,7 +264,7 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
         if k not in ("checkpoint", "checkpoint_step", "model_index", "use_ema")})
   else:
     if isinstance(data, (str, os.PathLike)):
-      data = load_array(data, "data")
+      data = data_lib.read_array(data, name="data")
     data = np.asarray(data)
     sample = lambda z, **kw: sample_from_data(data, z, **kw)
   noise = resolve_noise(data, noise, seed=kwargs.get("seed", 0),
