@@ -212,6 +212,27 @@ def test_train_many_matches_models_trained_alone(tmp_path):
     training.load_denoiser(str(tmp_path / "many"))
 
 
+def test_train_many_on_eight_devices_matches_one(mesh8, tmp_path):
+  """Each model's batch split over 8 fake devices, interrupted and resumed there:
+  the models of one device (up to the order of the gradient sums)."""
+  cfg = _mlp_config(num_steps=20, log_every=10, checkpoint_every=10, batch_size=16)
+  subsets = [np.arange(0, 40, 2), np.arange(100, 132)]
+  one, hist_one = training.train_many(_typed(cfg), seeds=(3, 4), subsets=subsets)
+  wd = str(tmp_path / "many8")
+  cfg.train.num_steps = 10
+  training.train_many(_typed(cfg), wd, seeds=(3, 4), subsets=subsets, mesh=mesh8)
+  cfg.train.num_steps = 20
+  many, hist = training.train_many(_typed(cfg), wd, seeds=(3, 4), subsets=subsets, mesh=mesh8)
+  assert [h["step"] for h in hist] == [20]
+  assert len(many.params.sharding.device_set) == 8 and many.params.sharding.is_fully_replicated
+  np.testing.assert_allclose(many.params, one.params, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(hist[-1]["loss_per_model"], hist_one[-1]["loss_per_model"],
+                             rtol=1e-4)
+  cfg.train.batch_size = 12
+  with pytest.raises(ValueError, match="divisible by the 8"):
+    training.train_many(_typed(cfg), seeds=(0,), mesh=mesh8)
+
+
 @pytest.mark.parametrize("section, field, value, error, match", [
     ("model", "name", "resnet", ValueError, "Unknown model"),
     ("data", "name", "imagenet", ValueError, "Unknown dataset"),

@@ -7,8 +7,9 @@ Public surface:
 
 - `train(cfg, workdir, *, mesh=None) -> (state, history)`: one model, data-
   parallel over a 1-D mesh, orbax checkpoints, resume, metrics.jsonl.
-- `train_many(cfg, workdir=None, *, seeds, subset_seeds=None, subsets=None)`:
-  M models of one architecture in one vmapped program.
+- `train_many(cfg, workdir=None, *, seeds, subset_seeds=None, subsets=None,
+  mesh=None)`: M models of one architecture in one vmapped program (each
+  model's batch split over the mesh, if given).
 - `load_denoiser(workdir, *, use_ema=True, ...) -> Denoiser`: the canonical
   `denoise(x, σ) -> x0` of a checkpoint (metadata in `.info`), for every
   sampler; `network_denoiser(trainer, params [P])` and
