@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
 from repro_jax import io
 from repro_jax import samplers
@@ -81,7 +81,7 @@ def main():
   print(f"bare denoiser call B={a.batch} N={a.num_data} D={a.dim}: {t_bare * 1e3:.1f} ms "
         f"({flop / t_bare / 1e9:.1f} GFLOP/s)")
 
-  den = denoiser_fn.empirical(data)
+  den = denoiser.empirical(data)
   grid = schedules.sigma_grid(schedules.get_schedule("edm"), a.overhead_steps, "edm",
                               final="min")
   key = jax.random.key(4)

@@ -19,7 +19,7 @@ When checks run:
 
 The samplers (`repro_jax.samplers.sample`, `invert`) check their concrete
 inputs (noise, σ grid, options) eagerly, and the canonical closed-form
-denoisers of `repro_jax.diffusion.denoiser_fn` check their data when they are
+denoisers of `repro_jax.diffusion.denoiser` check their data when they are
 built, so the sampling path is checked although the denoiser runs traced.
 
 Dtype policy (`float_dtypes`): integer and bool inputs are promoted to the

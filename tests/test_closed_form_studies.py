@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
 from repro_jax.studies import _descent as descent
 from repro_jax.analysis import distribution_metrics as dm
@@ -125,7 +125,7 @@ def test_molrg_smoothed_distance_oracle_and_gradient(sigma, x64):
   got = np.asarray(descent.molrg_smoothed_sq_distance(x, bases, sigma))
   np.testing.assert_allclose(got, _numpy_molrg_sq_distance(x, bases, sigma), rtol=1e-10)
   err = jax.jit(lambda q: descent.identity_error(
-      lambda y, s: descent.molrg_smoothed_sq_distance(y, bases, s), denoiser_fn.molrg(bases),
+      lambda y, s: descent.molrg_smoothed_sq_distance(y, bases, s), denoiser.molrg(bases),
       q, sigma))(x)
   assert float(jnp.max(err)) < 1e-10
   if sigma == 1e-3:   # σ → 0: the squared distance to the union of subspaces
@@ -136,11 +136,11 @@ def test_identity_error_finite_set(x64):
   rng = np.random.default_rng(4)
   data, x = rng.normal(size=(20, 4)), 2 * rng.normal(size=(6, 4))
   err = descent.identity_error(lambda q, s: geometry.smoothed_sq_distance(q, data, s),
-                               denoiser_fn.empirical(data), x, 0.4)
+                               denoiser.empirical(data), x, 0.4)
   assert float(jnp.max(err)) < 1e-10
   # A wrong denoiser is caught.
   bad = descent.identity_error(lambda q, s: geometry.smoothed_sq_distance(q, data, s),
-                               lambda q, s: 0.9 * denoiser_fn.empirical(data)(q, s), x, 0.4)
+                               lambda q, s: 0.9 * denoiser.empirical(data)(q, s), x, 0.4)
   assert float(jnp.min(bad)) > 1e-3
 
 
@@ -149,7 +149,7 @@ def test_ddim_on_one_point_shrinks_by_exactly_one_minus_beta(x64):
   y = jnp.ones((1, 5), jnp.float64)
   sig = schedules.sigma_grid(schedules.get_schedule("edm"), 6, "edm", final="min")
   z = jax.random.normal(jax.random.PRNGKey(0), (3, 5), jnp.float64)
-  xs = samplers.sample(denoiser_fn.empirical(y), z, sig, sampler="sigma_form",
+  xs = samplers.sample(denoiser.empirical(y), z, sig, sampler="sigma_form",
                        return_trajectory=True).xs
   dist = np.linalg.norm(np.asarray(xs) - np.asarray(y), axis=-1)       # [T+1, B]
   betas = descent.step_betas(sig)
@@ -182,7 +182,7 @@ def test_copy_stats_against_brute_force():
 
 def test_round_trip_errors_fall_with_steps():
   data = jax.random.uniform(jax.random.PRNGKey(0), (16, 6), minval=-1, maxval=1)
-  den = denoiser_fn.empirical(data)
+  den = denoiser.empirical(data)
   z = jax.random.normal(jax.random.PRNGKey(1), (8, 6))
   errs = []
   for steps in (8, 64):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import repro_jax
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
 from repro_jax.diffusion import heads
 
@@ -70,7 +70,7 @@ def test_precomputed_norms(problem, mesh8, x64):
     got = repro_jax.empirical_denoiser(x, data, 0.7, data_sq=sq, **kw)
     np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-14)
   # The canonical form computes the norms once and must agree too.
-  np.testing.assert_allclose(denoiser_fn.empirical(data)(x, np.full(len(x), 0.7)), ref,
+  np.testing.assert_allclose(denoiser.empirical(data)(x, np.full(len(x), 0.7)), ref,
                              rtol=1e-13, atol=1e-14)
   with pytest.raises(ValueError, match="data_sq"):
     repro_jax.empirical_denoiser(x, data, 0.7, data_sq=sq[:-1])
@@ -480,3 +480,108 @@ def test_small_round_off_in_covariances_and_bases_is_accepted(x64):
   b32 = repro_jax.random_molrg_bases(jax.random.PRNGKey(2), 7, 2, 3, dtype=jnp.float32)
   out = repro_jax.molrg_denoiser(np.ones((2, 7)), np.asarray(b32, np.float64), 1.0, 0.5)
   assert out.dtype == jnp.float64 and np.all(np.isfinite(out))
+
+
+# The canonical denoiser as a value -------------------------------------------------
+
+def test_registry_builds_each_closed_form(molrg_problem, x64):
+  bases, weights = molrg_problem[0], None
+  d = bases.shape[1]
+  rng = np.random.default_rng(3)
+  data = rng.normal(size=(9, 2, d // 2)) if d % 2 == 0 else rng.normal(size=(9, d))
+  mean, cov = rng.normal(size=d), np.eye(d) * 0.5
+  mix = denoisers.GaussianMixture.from_covariances(np.ones(1), mean[None], cov[None])
+  x = rng.normal(size=(4, d))
+  s = np.array([0.1, 0.5, 1.0, 3.0])
+  built = {
+      "empirical": (denoiser.make("empirical", data=data), denoiser.empirical(data)),
+      "gaussian": (denoiser.make("gaussian", mean=mean, cov=cov), denoiser.gaussian(mean, cov)),
+      "gmm": (denoiser.make("gmm", mixture=mix), denoiser.gmm(mix)),
+      "molrg": (denoiser.make("molrg", bases=bases, weights=weights), denoiser.molrg(bases)),
+  }
+  assert set(built) | {"network"} == set(denoiser.DENOISERS)
+  for name, (made, direct) in built.items():
+    assert isinstance(made, denoiser.Denoiser) and made.name == name
+    assert made.num_models is None and not made.stacked
+    xx = x.reshape((4,) + made.data_shape)
+    np.testing.assert_array_equal(made(xx, s), direct(xx, s))
+  assert built["empirical"][0].data_shape == data.shape[1:]
+  assert built["molrg"][0].data_shape == (d,)
+  # A scalar σ is broadcast to every row.
+  np.testing.assert_array_equal(built["gmm"][0](x, 0.5), built["gmm"][0](x, np.full(4, 0.5)))
+
+
+def test_registry_rejects_bad_names_and_options():
+  with pytest.raises(ValueError, match="Unknown denoiser 'nope'"):
+    denoiser.make("nope")
+  with pytest.raises(ValueError, match="unknown field.*denoiser.empirical.sigma"):
+    denoiser.make("empirical", data=np.zeros((2, 3)), sigma=1.0)
+  with pytest.raises(ValueError, match="denoiser.network"):
+    denoiser.make("network")                                  # workdir missing
+  with pytest.raises(ValueError, match="denoiser.network.use_ema must be True or False"):
+    denoiser.make("network", workdir="w", use_ema="yes")
+  with pytest.raises(FileNotFoundError, match="no checkpoints"):
+    denoiser.make("network", workdir="/nonexistent/run")
+  with pytest.raises(ValueError, match="num_models"):
+    denoiser.Denoiser(lambda x, s: x, num_models=0)
+
+
+def test_stack_runs_each_model_on_its_rows(molrg_problem, x64):
+  bases = jnp.stack([molrg_problem[0], molrg_problem[0][:, ::-1]])     # M = 2
+  stacked = denoiser.stack(denoiser.molrg, bases, name="molrg", data_shape=(bases.shape[2],))
+  assert stacked.num_models == 2 and stacked.stacked and stacked.data_shape == (bases.shape[2],)
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(2 * 3, bases.shape[2]))
+  s = np.array([0.2, 1.0, 4.0, 0.3, 0.7, 2.0])
+  out = stacked(x, s)
+  for m in range(2):
+    np.testing.assert_allclose(out[3 * m:3 * m + 3], denoiser.molrg(bases[m])(x[3 * m:3 * m + 3],
+                                                                       s[3 * m:3 * m + 3]),
+                               rtol=1e-13, atol=1e-13)
+  with pytest.raises(ValueError, match="M·B rows"):
+    stacked(x[:5], s[:5])
+  with pytest.raises(ValueError, match="leading model axis"):
+    denoiser.stack(denoiser.molrg, jnp.float32(1.0))
+
+
+def test_network_wrap_is_tweedie_and_preconditioning(x64):
+  """`from_model` against the heads' formulas, and EDM's `c_skip x + c_out F(c_in x)`."""
+  from repro_jax.diffusion import schedules
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(4, 3)) * 2.0
+  sigma = np.array([0.05, 0.4, 1.5, 9.0])
+  net = lambda x_in, c: jnp.tanh(0.3 * x_in) + 0.01 * c[:, None]
+  vp = schedules.get_schedule("vp")
+  s = np.asarray(vp.scale_of_sigma(sigma))
+  t = np.asarray(vp.t_of_sigma(sigma))
+  c = 1000.0 * (t - vp.t_min) / (vp.t_max - vp.t_min)
+  x_t = s[:, None] * x
+  eps = np.asarray(net(x_t, c))
+  got = denoiser.from_model(net, vp, "eps", time_input="t")(x, sigma)
+  np.testing.assert_allclose(got, x_t / s[:, None] - sigma[:, None] * eps, rtol=1e-12)
+  # EDM: the schedule has s = 1 and the network sees c_in x and ¼ log σ.
+  sd = 0.5
+  coeffs = lambda sg: (sd**2 / (sg**2 + sd**2), sg * sd / jnp.sqrt(sg**2 + sd**2),
+                       1.0 / jnp.sqrt(sg**2 + sd**2))
+  got = denoiser.from_model(net, schedules.get_schedule("edm"), "x0", time_input="log_sigma",
+                            preconditioning=coeffs)(x, sigma)
+  c_skip, c_out, c_in = (np.asarray(v)[:, None] for v in coeffs(sigma))
+  ref = c_skip * x + c_out * np.asarray(net(c_in * x, 0.25 * np.log(sigma)))
+  np.testing.assert_allclose(got, ref, rtol=1e-12)
+  assert denoiser.TIME_INPUTS == ("t", "log_sigma")
+  with pytest.raises(ValueError, match="Unknown time_input"):
+    denoiser.from_model(net, vp, "eps", time_input="sigma")
+  with pytest.raises(ValueError, match="Unknown head"):
+    denoiser.from_model(net, vp, "noise")
+
+
+def test_values_keep_their_callable():
+  """Re-wrapping a callable keeps it (the samplers cache their compilation per callable)."""
+  fn = lambda x, s: 0.5 * x
+  den = denoiser.as_denoiser(fn, name="half")
+  assert den.fn is fn and denoiser.as_denoiser(den) is den
+  assert den.replace(num_models=3).fn is fn
+  clipped = den.map_x0(lambda x0: jnp.clip(x0, -1.0, 1.0))
+  np.testing.assert_array_equal(clipped(jnp.array([[4.0, 1.0]]), jnp.ones(1)), [[1.0, 0.5]])
+  eps = denoiser.eps_of(den)
+  np.testing.assert_allclose(eps(jnp.array([[4.0, 1.0]]), 2.0), [[1.0, 0.25]])

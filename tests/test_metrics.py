@@ -1,4 +1,4 @@
-"""Metrics against brute-force NumPy on small sets (THEORY.md §5)."""
+"""Metrics against brute-force NumPy on small sets (docs/theory.md §5)."""
 
 import jax
 import numpy as np
@@ -62,6 +62,26 @@ def test_gl_and_nearest(images, chunk, x64):
   assert float(metrics.l_generalize(samples, train, chunk=chunk)) == pytest.approx(ds[:, 0].mean())
   np.testing.assert_allclose(metrics.nearest_train_distance_ratio(samples, train, chunk=chunk),
                              ds[:, 0] / ds[:, 1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("num_samples", [20, 13])   # 13 does not divide 8: padded
+def test_training_set_searches_on_eight_devices_equal_one(images, mesh8, num_samples):
+  """The samples split over 8 fake devices, the training set replicated: one device's numbers."""
+  train, samples = (a.astype(np.float32) for a in images)
+  samples = samples[:num_samples]
+  sim = metrics.get_similarity("ncc", 0.6)
+  one = metrics.max_similarity(samples, train, sim, chunk=7)
+  many = metrics.max_similarity(samples, train, sim, chunk=7, mesh=mesh8)
+  assert many.value.shape == (num_samples,) and len(many.value.sharding.device_set) == 8
+  np.testing.assert_allclose(many.value, one.value, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(many.index, one.index)
+  assert float(metrics.gl_score(samples, train, sim, chunk=7, mesh=mesh8)) == \
+      float(metrics.gl_score(samples, train, sim, chunk=7))
+  np.testing.assert_allclose(metrics.l_generalize(samples, train, chunk=7, mesh=mesh8),
+                             metrics.l_generalize(samples, train, chunk=7), rtol=1e-6)
+  np.testing.assert_allclose(
+      metrics.nearest_train_distance_ratio(samples, train, chunk=7, mesh=mesh8),
+      metrics.nearest_train_distance_ratio(samples, train, chunk=7), rtol=1e-6)
 
 
 def test_conditional_rp(images, x64):

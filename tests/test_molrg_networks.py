@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
 from repro_jax.closed_form import geometry
 from repro_jax.analysis import score_metrics
@@ -36,7 +36,7 @@ def _bases(rank=2, seed=0, dtype=jnp.float32):
 
 def test_l_score_of_exact_denoiser_is_zero():
   bases = _bases()
-  err = score_metrics.l_score(denoiser_fn.molrg(bases), bases, jax.random.key(1),
+  err = score_metrics.l_score(denoiser.molrg(bases), bases, jax.random.key(1),
                               num_samples=256, num_sigmas=8)
   assert err.sigmas.shape == err.abs_per_sigma.shape == err.rel_per_sigma.shape == (8,)
   assert float(err.l_score_rel) < 1e-5
@@ -60,7 +60,7 @@ def test_score_errors_match_numpy_gaussian_mixture_oracle(x64):
   x0 = np.asarray(denoisers.sample_molrg(jax.random.key(3), bases, 16)[0])
   eps = rng.normal(size=x0.shape)
   sigma = np.geomspace(0.05, 3.0, 16)
-  err, norm = score_metrics.score_errors(denoiser_fn.molrg(other), bases, x0, eps, sigma)
+  err, norm = score_metrics.score_errors(denoiser.molrg(other), bases, x0, eps, sigma)
   # Oracle: exact Gaussian-mixture posterior means in NumPy, score = (D − x)/σ².
   x = x0 + sigma[:, None] * eps
 
@@ -83,7 +83,7 @@ def test_score_errors_match_numpy_gaussian_mixture_oracle(x64):
 
 def test_l_score_takes_image_shaped_denoisers():
   bases = _bases()
-  flat = denoiser_fn.molrg(bases)
+  flat = denoiser.molrg(bases)
   image = lambda x, s: flat(x.reshape(x.shape[0], -1), s).reshape(x.shape)
   err = score_metrics.l_score(image, bases, jax.random.key(0), num_samples=64,
                               num_sigmas=4, data_shape=(2, 2, 3))
@@ -160,11 +160,12 @@ def test_grid_data_blocks_and_nested_subsets():
 def test_stacked_denoiser_equals_each_model():
   bases = jnp.stack([_bases(1, 0), _bases(1, 2)])
   make = mn.molrg_factory((D,))
-  x = jax.random.normal(jax.random.key(0), (5, 2, D))
-  sigma = jnp.linspace(0.1, 2.0, 5)
-  out = mn.stacked(make, bases)(x, sigma)
+  x = jax.random.normal(jax.random.key(0), (2 * 5, D))      # model-major [M·B, D]
+  sigma = jnp.tile(jnp.linspace(0.1, 2.0, 5), 2)
+  out = denoiser.stack(make, bases)(x, sigma)
   for m in range(2):
-    np.testing.assert_allclose(out[:, m], make(bases[m])(x[:, m], sigma), rtol=1e-6)
+    rows = slice(5 * m, 5 * (m + 1))
+    np.testing.assert_allclose(out[rows], make(bases[m])(x[rows], sigma[rows]), rtol=1e-6)
 
 
 # End to end --------------------------------------------------------------------------

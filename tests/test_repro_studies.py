@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from oracles import np_ncc
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax.analysis import metrics
 from repro_jax.networks import model_zoo
 from repro_jax.analysis import reproducibility as rpr
@@ -50,9 +50,9 @@ def test_stacked_denoiser_matches_each_model(tiny_trainer):
   b = 5
   x = jax.random.normal(jax.random.key(1), (3 * b, 8, 8, 1))
   sigma = jnp.tile(jnp.array([0.01, 0.3, 1.0, 5.0, 80.0]), 3)
-  stacked = model_zoo.stacked_denoiser(trainer, params)(x, sigma)
+  stacked = training.stacked_denoiser(trainer, params)(x, sigma)
   for m in range(3):
-    one = model_zoo.model_denoiser(trainer, params[m])(x[m * b:(m + 1) * b],
+    one = training.network_denoiser(trainer, params[m])(x[m * b:(m + 1) * b],
                                                         sigma[m * b:(m + 1) * b])
     np.testing.assert_allclose(stacked[m * b:(m + 1) * b], one, rtol=1e-5, atol=1e-5)
 
@@ -61,12 +61,12 @@ def test_sample_models_chunks_and_models(tiny_trainer):
   trainer, params = tiny_trainer
   noise = np.asarray(jax.random.normal(jax.random.key(2), (7, 8, 8, 1)))
   sig = rpr.sigma_grid(4, 0.002, 80.0)
-  den = model_zoo.stacked_denoiser(trainer, params)
+  den = training.stacked_denoiser(trainer, params)
   full = model_zoo.sample_models(den, 3, noise, sig, sampler="heun", chunk=7)
   chunked = model_zoo.sample_models(den, 3, noise, sig, sampler="heun", chunk=3)
   assert full.shape == (3, 7, 8, 8, 1)
   np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=1e-5)
-  one = model_zoo.sample_models(model_zoo.model_denoiser(trainer, params[1]), 1, noise, sig,
+  one = model_zoo.sample_models(training.network_denoiser(trainer, params[1]), 1, noise, sig,
                                 sampler="heun")
   np.testing.assert_allclose(one[0], full[1], rtol=1e-4, atol=1e-4)
 
@@ -253,7 +253,7 @@ def test_configs_variants():
 
 def test_clipped_denoiser():
   data = np.array([[0.5, -0.5], [1.0, -1.0]], np.float32)
-  exact = denoiser_fn.empirical(data)
+  exact = denoiser.empirical(data)
   x = jnp.array([[30.0, -40.0], [0.4, -0.6]])
   s = jnp.array([0.01, 0.01])
   np.testing.assert_allclose(rpr.clipped(exact)(x, s), exact(x, s))   # in range: unchanged

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from repro_jax.diffusion import denoiser_fn
+from repro_jax import data as data_lib
+from repro_jax.diffusion import denoiser
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
 
@@ -46,7 +47,7 @@ def test_cli_matches_python_api_and_writes_png(images):
   api = samplers.sample_from_data(data, noise, sigmas="10,1,0.1,0", sampler="heun")
   np.testing.assert_allclose(samples, api.samples, rtol=1e-5, atol=1e-5)
   # Direct use of the canonical interface agrees too.
-  direct = samplers.sample(denoiser_fn.empirical(data), noise, [10, 1, 0.1, 0], sampler="heun")
+  direct = samplers.sample(denoiser.empirical(data), noise, [10, 1, 0.1, 0], sampler="heun")
   np.testing.assert_allclose(samples, direct.samples, rtol=1e-5, atol=1e-5)
   # The empirical denoiser memorizes: every sample is a training image.
   d = np.linalg.norm((samples[:, None] - data[None]).reshape(3, 6, -1), axis=-1).min(1)
@@ -73,7 +74,7 @@ def test_cli_bad_flags_fail_clearly(images):
 def test_sample_from_data_seed_schedule_and_npz_input(tmp_path, x64):
   data = np.random.default_rng(1).normal(size=(5, 3))
   np.savez(tmp_path / "d.npz", other=np.zeros((2, 2)), x=data)
-  np.testing.assert_array_equal(samplers.load_array(tmp_path / "d.npz"), data)
+  np.testing.assert_array_equal(data_lib.read_array(tmp_path / "d.npz"), data)
   kw = dict(seed=4, num_samples=7, schedule="ddpm", steps=6, spacing="trailing",
             sampler="gradient_estimation", gamma=2.0)
   res = samplers.sample_to_files(tmp_path / "d.npz", tmp_path / "o.npz", **kw)
@@ -83,7 +84,7 @@ def test_sample_from_data_seed_schedule_and_npz_input(tmp_path, x64):
   assert noise.shape == (7, 3) and not (tmp_path / "o.png").exists()
   np.testing.assert_array_equal(noise, samplers.resolve_noise(data, seed=4, num_samples=7))
   g = schedules.sigma_grid(schedules.get_schedule("ddpm"), 6, "trailing")
-  ref = samplers.sample(denoiser_fn.empirical(data), noise, g, sampler="gradient_estimation")
+  ref = samplers.sample(denoiser.empirical(data), noise, g, sampler="gradient_estimation")
   np.testing.assert_allclose(res.samples, ref.samples, rtol=1e-12, atol=1e-12)
   # Batching gives the same deterministic samples.
   kw.pop("num_samples")
@@ -116,8 +117,10 @@ def test_sample_from_data_bad_inputs():
     samplers.sample_from_data(data, sampler="heun", gamma=2.0)
   with pytest.raises(ValueError, match="`out`"):
     samplers.sample_to_files(data, "o.txt")
-  with pytest.raises(ValueError, match="not found"):
-    samplers.load_array("/nonexistent/data.npy")
+  with pytest.raises(FileNotFoundError, match="`data` file not found"):
+    data_lib.read_array("/nonexistent/data.npy")
+  with pytest.raises(ValueError, match="`batch_size`"):
+    samplers.sample_from_data(data, batch_size=0)
   with pytest.raises(ValueError, match="Unknown schedule"):
     samplers.sample_from_data(data, schedule="nope")
   with pytest.raises(ValueError, match="`gamma`"):

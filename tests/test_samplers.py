@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
 from repro_jax.samplers import _core
@@ -23,7 +23,7 @@ _Z = _RNG.normal(size=(6, 3))
 
 
 def _gauss():
-  return denoiser_fn.gaussian(_MU, _COV)
+  return denoiser.gaussian(_MU, _COV)
 
 
 def _np_gauss_x0(x, s):
@@ -159,7 +159,7 @@ def test_ddim_eta_matches_numpy_transcription_on_ddpm_table(x64):
 
 def test_single_point_dataset_is_returned_exactly(x64):
   y = np.array([[0.3, -1.2, 2.5, 0.0]])
-  den = denoiser_fn.empirical(y)
+  den = denoiser.empirical(y)
   z = np.random.default_rng(1).normal(size=(5, 4))
   g = schedules.sigma_grid(schedules.get_schedule("edm"), 6, "edm")
   for name in ("ddim", "euler", "heun", "dpm_solver", "dpm_solver_pp_2m"):
@@ -226,7 +226,7 @@ def test_same_key_same_output(sampler, opts):
 def test_ddpm_marginal_variance_matches_schedule_monte_carlo(x64):
   """x_σ from the DDPM update on N(μ, diag(λ)) data has variance ≈ λ + σ² at every σ."""
   lam, mu = np.array([0.3, 2.0]), np.array([1.0, -0.5])
-  den = denoiser_fn.gaussian(mu, np.diag(lam))
+  den = denoiser.gaussian(mu, np.diag(lam))
   g = _grid(120, "log_linear", final="zero", lo=0.02, hi=10.0)
   w = np.asarray(jax.random.normal(jax.random.key(0), (20000, 2), jnp.float64))
   z = (mu + np.sqrt(lam + g[0]**2) * w) / g[0]  # start on the exact marginal at σ_max
@@ -259,7 +259,7 @@ def test_inversion_round_trip_shrinks_with_steps(x64, sampler):
 def test_inversion_encodes_memorized_points_exactly():
   """Empirical denoiser: data → latent → the same data point (grid ending at 0)."""
   data = np.random.default_rng(2).normal(size=(12, 8)).astype(np.float32)
-  den = denoiser_fn.empirical(data)
+  den = denoiser.empirical(data)
   g = schedules.sigma_grid(schedules.get_schedule("edm"), 18, "edm")
   inv = samplers.invert(den, data[:5], g, sampler="heun", return_trajectory=True)
   assert inv.xs.shape == (18, 5, 8) and inv.sigmas[0] < inv.sigmas[-1]
@@ -327,8 +327,8 @@ def test_sharded_empirical_denoiser_gives_the_same_samples(mesh8):
   data = rng.normal(size=(20, 6)).astype(np.float32)  # 20 rows: padded to 24
   z = rng.normal(size=(4, 6)).astype(np.float32)
   g = schedules.sigma_grid(schedules.get_schedule("edm"), 6, "edm")
-  one = samplers.sample(denoiser_fn.empirical(data), z, g, sampler="heun").samples
-  many = samplers.sample(denoiser_fn.empirical(data, mesh=mesh8), z, g, sampler="heun").samples
+  one = samplers.sample(denoiser.empirical(data), z, g, sampler="heun").samples
+  many = samplers.sample(denoiser.empirical(data, mesh=mesh8), z, g, sampler="heun").samples
   np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-5)
 
 
@@ -470,7 +470,7 @@ def test_zero_churn_gamma_is_exactly_the_deterministic_step(sampler, use_x64):
   with jax.enable_x64(use_x64):
     dtype = jnp.zeros(()).dtype
     data = np.random.default_rng(3).normal(size=(30, 3)).astype(dtype)
-    den = denoiser_fn.empirical(data)
+    den = denoiser.empirical(data)
     z = _Z.astype(dtype)
     g = schedules.edm_sigmas(12)
     key = jax.random.key(0)
@@ -505,8 +505,8 @@ def test_float16_sampling_on_the_default_edm_grid(sampler):
   for unit in (1.0, 300.0):
     data = (unit * rng.normal(size=(40, 8))).astype(np.float16)
     z = rng.normal(size=(16, 8)).astype(np.float16)
-    out = samplers.sample(denoiser_fn.empirical(data), z, g, sampler=sampler).samples
-    ref = samplers.sample(denoiser_fn.empirical(data.astype(np.float32)),
+    out = samplers.sample(denoiser.empirical(data), z, g, sampler=sampler).samples
+    ref = samplers.sample(denoiser.empirical(data.astype(np.float32)),
                           z.astype(np.float32), g, sampler=sampler).samples
     assert out.dtype == np.float16
     out = np.asarray(out, np.float32)
@@ -518,10 +518,79 @@ def test_nan_data_is_rejected_on_the_sampling_path():
   data = np.random.default_rng(5).normal(size=(10, 3)).astype(np.float32)
   data[3, 1] = np.nan
   with pytest.raises(ValueError, match="`data` contains NaN"):
-    samplers.sample(denoiser_fn.empirical(data), _Z.astype(np.float32), [80.0, 1.0, 0.0])
+    samplers.sample(denoiser.empirical(data), _Z.astype(np.float32), [80.0, 1.0, 0.0])
   with pytest.raises(ValueError, match="`data` is empty"):
-    denoiser_fn.empirical(np.zeros((0, 3), np.float32))
+    denoiser.empirical(np.zeros((0, 3), np.float32))
   with pytest.raises(ValueError, match="orthonormal"):
-    denoiser_fn.molrg(2.0 * np.eye(3)[None, :, :2])
+    denoiser.molrg(2.0 * np.eye(3)[None, :, :2])
   with pytest.raises(ValueError, match="positive semi-definite"):
-    denoiser_fn.gaussian(np.zeros(3), -np.eye(3))
+    denoiser.gaussian(np.zeros(3), -np.eye(3))
+
+
+# Batched sampling: fixed-size padded batches, stacks of models, a mesh ------------
+
+def _stack_of_two(data):
+  """Two empirical denoisers (the data and its negative) as one stack, M = 2."""
+  return denoiser.stack(denoiser.empirical, jnp.stack([data, -data]), name="empirical",
+                        data_shape=data.shape[1:])
+
+
+def test_sample_batched_equals_one_call():
+  rng = np.random.default_rng(6)
+  data = rng.normal(size=(15, 4)).astype(np.float32)
+  z = rng.normal(size=(11, 4)).astype(np.float32)
+  g = _grid(5, spacing="edm", final="zero")
+  den = denoiser.empirical(data)
+  one = samplers.sample(den, z, g, sampler="heun", return_trajectory=True)
+  for batch_size in (None, 4, 11, 50):
+    got = samplers.sample_batched(den, z, g, sampler="heun", batch_size=batch_size,
+                                  return_trajectory=True)
+    assert got.samples.shape == (11, 4) and got.xs.shape == (6, 11, 4)
+    assert got.x0_hats.shape == (5, 11, 4)
+    for a, b in zip(got[:3], one[:3]):
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  # A stack of M models on the same noises: [M, B, ...], model m as if alone.
+  stack = _stack_of_two(data)
+  got = samplers.sample_batched(stack, z, g, sampler="heun", batch_size=4,
+                                return_trajectory=True)
+  assert got.samples.shape == (2, 11, 4) and got.xs.shape == (6, 2, 11, 4)
+  np.testing.assert_allclose(got.samples[0], one.samples, rtol=1e-6, atol=1e-6)
+  alone = samplers.sample(denoiser.empirical(-data), z, g, sampler="heun")
+  np.testing.assert_allclose(got.samples[1], alone.samples, rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="`batch_size`"):
+    samplers.sample_batched(den, z, g, batch_size=0)
+
+
+def test_sample_batched_stochastic_keys():
+  """One call uses `key`, batch j of several `fold_in(key, j)`; the draws depend on it."""
+  rng = np.random.default_rng(7)
+  data = rng.normal(size=(6, 3)).astype(np.float32)
+  z = rng.normal(size=(4, 3)).astype(np.float32)
+  g = _grid(4, spacing="edm", final="zero")
+  den, key = denoiser.empirical(data), jax.random.key(3)
+  full = samplers.sample_batched(den, z, g, sampler="ddpm", key=key).samples
+  np.testing.assert_array_equal(full, samplers.sample(den, z, g, sampler="ddpm", key=key).samples)
+  halves = samplers.sample_batched(den, z, g, sampler="ddpm", key=key, batch_size=2).samples
+  second = samplers.sample(den, z[2:], g, sampler="ddpm", key=jax.random.fold_in(key, 1))
+  np.testing.assert_array_equal(halves[2:], second.samples)
+
+
+def test_sample_batched_on_eight_devices_equals_one(mesh8):
+  """The batch split over 8 fake devices: the samples of one device (B = 13 is padded)."""
+  rng = np.random.default_rng(8)
+  data = rng.normal(size=(20, 6)).astype(np.float32)
+  z = rng.normal(size=(13, 6)).astype(np.float32)
+  g = schedules.sigma_grid(schedules.get_schedule("edm"), 6, "edm")
+  for den in (denoiser.empirical(data), _stack_of_two(data)):
+    for batch_size in (None, 5):
+      one = samplers.sample_batched(den, z, g, sampler="heun", batch_size=batch_size)
+      many = samplers.sample_batched(den, z, g, sampler="heun", batch_size=batch_size,
+                                     mesh=mesh8)
+      assert many.samples.shape == one.samples.shape
+      assert len(many.samples.sharding.device_set) == 8     # it ran on the mesh
+      np.testing.assert_allclose(many.samples, one.samples, rtol=1e-5, atol=1e-5)
+  # The batch and the data rows both split over the mesh.
+  ref = samplers.sample(denoiser.empirical(data), z, g, sampler="heun").samples
+  sharded = samplers.sample_batched(denoiser.empirical(data, mesh=mesh8), z, g,
+                                    sampler="heun", mesh=mesh8)
+  np.testing.assert_allclose(sharded.samples, ref, rtol=1e-5, atol=1e-5)

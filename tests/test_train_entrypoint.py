@@ -46,7 +46,8 @@ def test_train_writes_outputs_and_resumes(tmp_path):
   assert "Resumed from step 10" in r.stderr
   steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
   assert steps == [10, 20]
-  denoise, meta = training.load_denoiser(str(wd))
+  denoise = training.load_denoiser(str(wd))
+  meta = denoise.info
   assert meta["step"] == 20 and meta["config"].model.hidden == 32
   # experiments/sample.py --checkpoint samples the same network as the library.
   z = np.random.default_rng(0).normal(size=(4,) + meta["data_shape"]).astype(np.float32)

@@ -16,6 +16,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from repro_jax import data as data_lib
+
+
+from repro_jax.diffusion import denoiser
 from repro_jax.diffusion import schedules
 from repro_jax import sharding
 from repro_jax.networks import training
@@ -140,13 +143,22 @@ def test_resume_is_bit_identical(tmp_path):
   indices = np.load(part / "data_indices.npy")
   assert indices.shape == (32,) and len(set(indices.tolist())) == 32
 
-  denoise, meta = training.load_denoiser(str(part))
+  denoise = training.load_denoiser(str(part))
+  meta = denoise.info
+  assert denoise.name == "network" and denoise.data_shape == (8, 8, 1)
   assert meta["step"] == 30 and meta["data_shape"] == (8, 8, 1)
   np.testing.assert_array_equal(meta["indices"], indices)
   x = jnp.ones((3, 8, 8, 1))
   assert denoise(x, jnp.array([0.1, 1.0, 10.0])).shape == x.shape
-  raw, _ = training.load_denoiser(str(part), use_ema=False)
+  raw = training.load_denoiser(str(part), use_ema=False)
   assert not np.allclose(raw(x, jnp.ones(3)), denoise(x, jnp.ones(3)))
+  # The registry's "network" entry is the same checkpoint.
+  made = denoiser.make("network", workdir=str(part))
+  np.testing.assert_array_equal(made(x, jnp.ones(3)), denoise(x, jnp.ones(3)))
+  # ... and it is the network wrapped in memory.
+  trainer = training.make_trainer(_typed(cfg), (8, 8, 1))
+  np.testing.assert_array_equal(training.network_denoiser(trainer, resumed.ema)(x, jnp.ones(3)),
+                                denoise(x, jnp.ones(3)))
   cfg.model.hidden = 64  # resuming with another network is refused
   with pytest.raises(ValueError, match="different config.model"):
     training.train(_typed(cfg), str(part))
@@ -197,7 +209,7 @@ def test_train_many_matches_models_trained_alone(tmp_path):
     state, _ = chunk(state, data, 10)
     np.testing.assert_allclose(state.params, states.params[i], rtol=1e-4, atol=1e-5)
   assert not np.allclose(states.params[0], states.params[1])
-  denoise, meta = training.load_denoiser(str(tmp_path / "many"), model_index=1)
+  meta = training.load_denoiser(str(tmp_path / "many"), model_index=1).info
   np.testing.assert_array_equal(meta["indices"], subsets[1])
   assert meta["num_models"] == 2
   with pytest.raises(ValueError, match="model_index"):
@@ -222,6 +234,27 @@ def test_train_many_in_memory_dataset_matches_the_file(tmp_path):
   with pytest.raises(ValueError, match="has 64 rows"):
     training.train_many(settings_lib.override(cfg, {"data": {"num_train": 65}}),
                         seeds=(1,), subsets=subsets[:1], dataset=data_lib.Dataset(x, None, {}))
+
+
+def test_train_many_on_eight_devices_matches_one(mesh8, tmp_path):
+  """Each model's batch split over 8 fake devices, interrupted and resumed there:
+  the models of one device (up to the order of the gradient sums)."""
+  cfg = _mlp_config(num_steps=20, log_every=10, checkpoint_every=10, batch_size=16)
+  subsets = [np.arange(0, 40, 2), np.arange(100, 132)]
+  one, hist_one = training.train_many(_typed(cfg), seeds=(3, 4), subsets=subsets)
+  wd = str(tmp_path / "many8")
+  cfg.train.num_steps = 10
+  training.train_many(_typed(cfg), wd, seeds=(3, 4), subsets=subsets, mesh=mesh8)
+  cfg.train.num_steps = 20
+  many, hist = training.train_many(_typed(cfg), wd, seeds=(3, 4), subsets=subsets, mesh=mesh8)
+  assert [h["step"] for h in hist] == [20]
+  assert len(many.params.sharding.device_set) == 8 and many.params.sharding.is_fully_replicated
+  np.testing.assert_allclose(many.params, one.params, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(hist[-1]["loss_per_model"], hist_one[-1]["loss_per_model"],
+                             rtol=1e-4)
+  cfg.train.batch_size = 12
+  with pytest.raises(ValueError, match="divisible by the 8"):
+    training.train_many(_typed(cfg), seeds=(0,), mesh=mesh8)
 
 
 @pytest.mark.parametrize("section, field, value, error, match", [

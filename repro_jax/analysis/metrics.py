@@ -11,7 +11,12 @@ a slightly perturbed copy of itself).  Any user descriptor plugs in through
 `Similarity(name, fn, threshold)`.
 
 All reductions over a training set are chunked (`O(B · chunk)` memory) and the
-pairwise metrics over M models are vmapped (`rp_matrix`).
+pairwise metrics over M models are vmapped (`rp_matrix`).  The searches of B
+samples against a training set `[N, ...]` (`max_similarity`, `gl_score`,
+`l_generalize`, `nearest_train_distance_ratio`) take an optional 1-D `mesh`
+(axis "data", `repro_jax.sharding.make_mesh`): the samples are split over its
+devices, each searches the whole (replicated) training set, so the result is
+the one-device result.
 
 Threshold conventions: two images count as the same when their similarity is
 *strictly* above the threshold (`sim > threshold`; a similarity equal to the
@@ -34,7 +39,9 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
+from repro_jax import sharding as sharding_lib
 from repro_jax import validation
 from repro_jax.closed_form import streaming
 
@@ -194,24 +201,43 @@ def mae_matrix(samples, threshold: float = 15.0):
 
 # Against a training set ------------------------------------------------------
 
+def _nearest(queries, train, k, chunk, mesh) -> streaming.NNStats:
+  """`streaming.nearest` (k None) or `nearest_k` of `queries [B, F]` in `train [N, F]`,
+  with the queries split over `mesh` (padded to a multiple of its devices)."""
+  search = functools.partial(streaming.nearest if k is None else streaming.nearest_k,
+                             chunk=chunk, **({} if k is None else {"k": k}))
+  if mesh is None:
+    return search(queries, train)
+  b, axis = queries.shape[0], sharding_lib.DATA_AXIS
+  pad = (-b) % mesh.shape[axis]
+  if pad:
+    queries = jnp.concatenate([queries, jnp.zeros((pad,) + queries.shape[1:], queries.dtype)])
+  res = jax.shard_map(search, mesh=mesh, in_specs=(P(axis), P()),
+                      out_specs=streaming.NNStats(P(axis), P(axis)))(queries, train)
+  return streaming.NNStats(res.sq_dist[:b], res.index[:b])
+
+
 class MaxSimilarity(NamedTuple):
   value: jax.Array   # [B] max_i sim(x_b, y_i)
   index: jax.Array   # [B] argmax_i
 
 
-def max_similarity(samples, train, sim: Similarity, *, chunk: int = 4096) -> MaxSimilarity:
+def max_similarity(samples, train, sim: Similarity, *, chunk: int = 4096,
+                   mesh=None) -> MaxSimilarity:
   """Most similar training image of each sample (chunked over the training set).
 
+  `samples [B, ...]`, `train [N, ...]`; returns `value [B]`, `index [B]`.
   For unit-norm features `max_i ⟨f, g_i⟩ = 1 − ½ min_i ‖f − g_i‖²`, so the
-  exact chunked nearest-neighbour search of `repro_jax.closed_form.geometry` is reused.
-  `chunk`: training rows per block (>= 1, or None for one block).
+  exact chunked nearest-neighbour search of `repro_jax.closed_form.streaming`
+  is reused.  `chunk`: training rows per block (>= 1, or None for one block);
+  `mesh`: split the samples over its devices.
   """
   samples, train = _prep(samples, "samples"), _prep(train, "train")
   _check_same_item_shape(samples, train, "samples", "train")
   validation.check_chunk(chunk, "chunk")
   f = sim.features(samples)
   g = sim.features(train)
-  res = streaming.nearest(f, g, chunk=chunk)
+  res = _nearest(f, g, None, chunk, mesh)
   return MaxSimilarity(1.0 - 0.5 * res.sq_dist, res.index)
 
 
@@ -250,27 +276,27 @@ def rp_between(x1, x2c, sim: Similarity):
   return jnp.mean(best > sim.threshold)
 
 
-def l_generalize(samples, train, *, chunk: int = 4096):
-  """`E min_i ‖F(ε) − y_i‖` (Euclidean, on the flattened arrays)."""
+def l_generalize(samples, train, *, chunk: int = 4096, mesh=None):
+  """`E min_i ‖F(ε) − y_i‖` (Euclidean, on the flattened arrays; `mesh` as `max_similarity`)."""
   samples, train = _prep(samples, "samples"), _prep(train, "train")
   _check_same_item_shape(samples, train, "samples", "train")
   validation.check_chunk(chunk, "chunk")
-  res = streaming.nearest(_flat(samples), _flat(train), chunk=chunk)
+  res = _nearest(_flat(samples), _flat(train), None, chunk, mesh)
   return jnp.mean(jnp.sqrt(res.sq_dist))
 
 
-def nearest_train_distance_ratio(samples, train, *, chunk: int = 4096):
+def nearest_train_distance_ratio(samples, train, *, chunk: int = 4096, mesh=None):
   """`d1 / d2`: distance to the nearest over the second-nearest training point, `[B]`.
 
   ≈ 0 for a copy of a training image, ≈ 1 for a sample between training points.
-  Needs at least 2 training points.
+  Needs at least 2 training points; `mesh` as `max_similarity`.
   """
   samples, train = _prep(samples, "samples"), _prep(train, "train")
   _check_same_item_shape(samples, train, "samples", "train")
   validation.check_chunk(chunk, "chunk")
   if train.shape[0] < 2:
     raise ValueError(f"`train` needs at least 2 rows; got shape {tuple(train.shape)}.")
-  res = streaming.nearest_k(_flat(samples), _flat(train), 2, chunk=chunk)
+  res = _nearest(_flat(samples), _flat(train), 2, chunk, mesh)
   d = jnp.sqrt(res.sq_dist)
   return d[:, 0] / jnp.maximum(d[:, 1], 1e-30)
 

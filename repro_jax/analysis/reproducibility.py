@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax import io
+from repro_jax import samplers
 from repro_jax.analysis import metrics
-from repro_jax.networks import model_zoo
 from repro_jax.diffusion import schedules
 
 REGIMES = ("memorization", "transition", "generalization")
@@ -74,20 +74,21 @@ def clipped(denoise, lo: float = -1.0, hi: float = 1.0):
   imperfect ε-model predicts x0 far outside the data range; DDPM / DDIM
   samplers clip it.  Exact denoisers of data in `[lo, hi]` are unchanged.
   """
-  return lambda x, sigma: jnp.clip(denoise(x, sigma), lo, hi)
+  return denoiser.as_denoiser(denoise).map_x0(lambda x0: jnp.clip(x0, lo, hi))
 
 
 def empirical_denoisers(ds, subsets: dict) -> dict:
   """The ε* denoiser of each training subset, `{N: denoise}` (build once, reuse:
   a sampler compiles once per denoiser object and input shape)."""
-  return {n: denoiser_fn.empirical(ds.x[idx]) for n, idx in subsets.items()}
+  return {n: denoiser.empirical(ds.x[idx]) for n, idx in subsets.items()}
 
 
 def theory_generations(dens: dict, noise, sigmas, *, sampler: str, chunk: int = 256,
                        **options) -> dict:
   """ε* generations from the noises, `{N: [B, ...]}`, for `dens = empirical_denoisers(...)`."""
-  return {n: model_zoo.sample_models(den, 1, noise, sigmas, sampler=sampler,
-                                     chunk=int(chunk), **options)[0]
+  noise = np.asarray(noise, np.float32)
+  return {n: np.asarray(samplers.sample_batched(den, noise, sigmas, sampler=sampler,
+                                                batch_size=int(chunk), **options).samples)
           for n, den in dens.items()}
 
 

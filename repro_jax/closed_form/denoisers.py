@@ -23,7 +23,7 @@ Checks: shapes (`x [B, D]`, D matching the data, σ / s / α / β scalars or
 value checks (σ, s, α, β > 0; finite `x` and data; orthonormal bases;
 positive semi-definite covariances; weights ≥ 0) run on concrete arguments,
 and on traced ones only inside `validation.traced_value_checks()` (as
-`checkify` checks).  `repro_jax.diffusion.denoiser_fn` checks the data of its
+`checkify` checks).  `repro_jax.diffusion.denoiser` checks the data of its
 canonical denoisers when they are built.
 """
 

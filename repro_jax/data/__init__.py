@@ -7,7 +7,8 @@
   (`save_indices` / `load_indices`) so every model of an experiment sees the
   same images.
 - Readers: `load_digits`, `load_cifar10`, `load_array`, `molrg`, and
-  `to_unit_range` (scaling to `[−1, 1]`).
+  `to_unit_range` (scaling to `[−1, 1]`); `read_array(path, key)` is the one
+  reader of `.npy` / `.npz` files (raw arrays: data sets, noises).
 
 What belongs here: readers of data sets from local files or bundled packages
 (nothing is downloaded) and the typed `DataSettings`.  May import
@@ -29,6 +30,8 @@ from repro_jax.data.sources import load_array
 from repro_jax.data.sources import load_cifar10
 from repro_jax.data.sources import load_digits
 from repro_jax.data.sources import molrg
+from repro_jax.data.sources import read_array
+from repro_jax.data.sources import read_labels
 from repro_jax.data.sources import to_unit_range
 
 DATASETS = ("digits", "cifar10", "array", "molrg", "molrg_image")
@@ -122,5 +125,5 @@ def load_indices(workdir: str) -> np.ndarray | None:
 
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "subset_indices", "save_indices",
-           "load_indices", "load_digits", "load_cifar10", "load_array", "molrg",
-           "to_unit_range"]
+           "load_indices", "load_digits", "load_cifar10", "load_array", "read_array",
+           "read_labels", "molrg", "to_unit_range"]

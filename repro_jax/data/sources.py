@@ -14,6 +14,7 @@ import numpy as np
 
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_FILES = ("test_batch",)
+NPZ_KEYS = ("data", "x", "images")   # the entries `read_array` looks for first
 
 
 def to_unit_range(x, lo: float, hi: float) -> np.ndarray:
@@ -78,31 +79,61 @@ def load_cifar10(path: str, split: str = "train"):
   return to_unit_range(images, 0.0, 255.0), labels
 
 
+def read_array(path, key: str = "", *, name: str = "data") -> np.ndarray:
+  """The raw array `[N, ...]` of a `.npy` or `.npz` file, as stored.
+
+  Args:
+    path: the file.
+    key: the `.npz` entry; default the first of `NPZ_KEYS` present, else the
+      first entry that is not `labels`.
+    name: what the file holds, for the error messages (`data`, `noise`).
+
+  Raises:
+    FileNotFoundError for a missing file; ValueError for any other bad file.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"`{name}` file not found: {path!r}.")
+  if not path.endswith((".npy", ".npz")):
+    raise ValueError(f"`{name}` must be a .npy or .npz file; got {path!r}.")
+  try:
+    loaded = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"`{name}` file {path!r} could not be read: {e}") from e
+  if isinstance(loaded, np.ndarray):
+    return loaded
+  with loaded as z:
+    entries = [k for k in z.files if k != "labels"]
+    if key and key not in z.files:
+      raise ValueError(f"{path} has no entry {key!r}; entries: {z.files}.")
+    if not key and not entries:
+      raise ValueError(f"`{name}` file {path!r} holds no data array (entries: {z.files}).")
+    key = key or next((k for k in NPZ_KEYS if k in entries), entries[0])
+    return np.asarray(z[key])
+
+
+def read_labels(path) -> np.ndarray | None:
+  """The `labels` entry of an `.npz` file as int32 `[N]`, or None."""
+  path = os.fspath(path)
+  if not path.endswith(".npz"):
+    return None
+  with np.load(path, allow_pickle=False) as z:
+    return z["labels"].astype(np.int32) if "labels" in z.files else None
+
+
 def load_array(path: str, key: str = "", value_range=None):
-  """Images or vectors from `.npy` or `.npz` (`key` picks the array, default the first).
+  """Images or vectors for training from `.npy` or `.npz` (`read_array`).
 
   Integer arrays are taken as pixels in `[0, 255]` and scaled to `[−1, 1]`;
   float arrays are scaled from `value_range = (lo, hi)` if given, else kept.
   An `.npz` with a `labels` entry provides labels.
+
+  Returns:
+    `(x, labels)`: float32 `[N, D]` or `[N, H, W, C]`, int32 `[N]` or None.
   """
   if not path:
     raise ValueError("data.name='array' needs data.path to a .npy or .npz file.")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"array file {path!r} does not exist.")
-  labels = None
-  if path.endswith(".npz"):
-    with np.load(path) as z:
-      names = [k for k in z.files if k != "labels"]
-      if not names:
-        raise ValueError(f"{path} holds no data array (entries: {z.files}).")
-      if key and key not in z.files:
-        raise ValueError(f"{path} has no entry {key!r}; entries: {z.files}.")
-      x = z[key or names[0]]
-      labels = z["labels"].astype(np.int32) if "labels" in z.files else None
-  elif path.endswith(".npy"):
-    x = np.load(path)
-  else:
-    raise ValueError(f"{path!r}: expected a .npy or .npz file.")
+  x = read_array(path, key)
   if x.ndim not in (2, 4):
     raise ValueError(f"{path}: expected vectors [N, D] or images [N, H, W, C]; "
                      f"got shape {x.shape}.")
@@ -110,12 +141,12 @@ def load_array(path: str, key: str = "", value_range=None):
     x = to_unit_range(x, 0.0, 255.0)
   elif value_range:
     x = to_unit_range(x, *value_range)
-  return np.asarray(x, np.float32), labels
+  return np.asarray(x, np.float32), read_labels(path)
 
 
 def molrg(dim: int, num_components: int, rank: int, num_points: int, seed: int,
           image_shape=None):
-  """MoLRG samples `Σ_k (1/K) N(0, U_k U_kᵀ)` (orthogonal bases, THEORY.md §1).
+  """MoLRG samples `Σ_k (1/K) N(0, U_k U_kᵀ)` (orthogonal bases, docs/theory.md §1).
 
   Returns `(x, labels, bases)`: `x [N, D]` or its image view `[N, *image_shape]`
   (`prod(image_shape) = D`, e.g. 4×4×3 for D = 48), component labels `[N]`,

@@ -1,6 +1,6 @@
 """Tweedie conversions between the four prediction heads.
 
-For the kernel `x_t = s (x0 + σ ε)` (THEORY.md §0) and a posterior mean
+For the kernel `x_t = s (x0 + σ ε)` (docs/theory.md §0) and a posterior mean
 `D = E[x0 | x_t]`:
 
     ε̂     = (x_t − s D) / (s σ)
@@ -21,32 +21,35 @@ from repro_jax import validation
 HEADS = ("x0", "eps", "score", "v")
 
 
-def _bc(c, x):
-  """Broadcast a scalar or `[B]` coefficient against `x` `[B, ...]`."""
+def bcast(c, x):
+  """A scalar or `[B]` coefficient broadcastable against `x [B, ...]`, in x's dtype.
+
+  The one broadcast helper of the package (heads, network wraps, samplers).
+  """
   c = jnp.asarray(c, dtype=x.dtype)
   return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
 
 
 def _vp_coeffs(sigma, x):
-  s = _bc(sigma, x)
+  s = bcast(sigma, x)
   a = 1.0 / jnp.sqrt(1.0 + s * s)
   return a, s * a
 
 
 def eps_from_x0(x_t, x0, scale, sigma):
-  return (x_t - _bc(scale, x_t) * x0) / (_bc(scale, x_t) * _bc(sigma, x_t))
+  return (x_t - bcast(scale, x_t) * x0) / (bcast(scale, x_t) * bcast(sigma, x_t))
 
 
 def x0_from_eps(x_t, eps, scale, sigma):
-  return (x_t / _bc(scale, x_t)) - _bc(sigma, x_t) * eps
+  return (x_t / bcast(scale, x_t)) - bcast(sigma, x_t) * eps
 
 
 def score_from_eps(eps, scale, sigma):
-  return -eps / (_bc(scale, eps) * _bc(sigma, eps))
+  return -eps / (bcast(scale, eps) * bcast(sigma, eps))
 
 
 def eps_from_score(score, scale, sigma):
-  return -score * _bc(scale, score) * _bc(sigma, score)
+  return -score * bcast(scale, score) * bcast(sigma, score)
 
 
 def v_from_x0_eps(x0, eps, sigma):
@@ -65,7 +68,7 @@ def to_x0(head: str, out, x_t, scale, sigma):
   if head == "v":
     # v = a ε − b x0 and x_t/s = x0 + σ ε  ⇒  x0 = a (x_t/s) − b v  (a² + b² = 1, b = σ a).
     a, b = _vp_coeffs(sigma, x_t)
-    return a * (x_t / _bc(scale, x_t)) * a - b * out
+    return a * (x_t / bcast(scale, x_t)) * a - b * out
   raise validation.unknown_name("head", head, HEADS)
 
 

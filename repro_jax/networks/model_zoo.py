@@ -16,9 +16,10 @@ subsets, `zoo_info.json`); the hash covers everything that defines the models,
 so a changed config trains a new group instead of resuming a different one,
 and a finished group is restored instead of retrained (`ensure_group`).
 
-Sampling: `stacked_denoiser` turns the stacked parameters `[M, P]` into one
-canonical denoiser over a batch `[M · B, ...]` (model-major), so one sampler
-call runs every model of a group on the same noises (`sample_models`).
+Sampling: a group's `denoise` is `training.stacked_denoiser(trainer, params)`,
+the stacked parameters `[M, P]` as one canonical denoiser over a model-major
+batch `[M · B, ...]` (`num_models = M`), so one call of
+`samplers.sample_batched` runs every model of a group on the same noises.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import hashlib
 import json
 import pathlib
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 from absl import logging
 import jax
@@ -39,6 +40,7 @@ from repro_jax import data as data_lib
 from repro_jax import io
 from repro_jax import samplers
 from repro_jax import settings as settings_lib
+from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.networks import training
 from repro_jax.networks.training import step as step_lib
 from repro_jax.networks.training.settings import TrainSettings
@@ -54,8 +56,8 @@ class Group(NamedTuple):
   seeds: np.ndarray              # [M] init/noise seed of each model
   workdir: str
   info: dict                     # train seconds, steps, final losses
-  denoise: Callable              # `stacked_denoiser(trainer, params)`, built once so
-                                 # that every sampler call reuses its compilation
+  denoise: denoiser_lib.Denoiser  # `training.stacked_denoiser(trainer, params)`, built
+                                 # once so that every sampler call reuses its compilation
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -163,64 +165,34 @@ def ensure_group(cfg, zoo_dir, name: str, *, sizes: Sequence[int], seeds: Sequen
   trainer = training.make_trainer(cfg, tuple(data_shape))
   params = jnp.asarray(states.ema)
   return Group(name, trainer, params, m_sizes, m_seeds, str(workdir), info,
-               stacked_denoiser(trainer, params))
+               training.stacked_denoiser(trainer, params))
 
 
-# Denoisers -----------------------------------------------------------------------
-
-def model_denoiser(trainer: step_lib.Trainer, params):
-  """Canonical `denoise(x [B, ...], σ [B]) -> x0` of ONE model, `params [P]`."""
-  return trainer.param.denoiser(step_lib.net_fn(trainer, params))
-
-
-def stacked_denoiser(trainer: step_lib.Trainer, params):
-  """One canonical denoiser for M models, `params [M, P]`.
-
-  The batch is model-major: rows `[m·B, (m+1)·B)` of `x [M·B, ...]` go
-  through model m.  The wrap (preconditioning, Tweedie) is per row, so it is
-  applied outside the vmap.
-  """
-  m = params.shape[0]
-
-  def net(x, c):
-    xs = x.reshape((m, -1) + x.shape[1:])
-    cs = c.reshape(m, -1)
-    out = jax.vmap(lambda p, xx, cc: step_lib.net_fn(trainer, p)(xx, cc))(params, xs, cs)
-    return out.reshape(x.shape)
-
-  return trainer.param.denoiser(net)
-
+# Sampling ------------------------------------------------------------------------
 
 def sample_models(denoise, num_models: int, noise, sigmas, *, sampler: str = "heun",
                   chunk: int = 256, key=None, **options) -> np.ndarray:
-  """Run `num_models` stacked models (or one denoiser, `num_models=1`) on the same noises.
+  """`num_models` stacked models (or one denoiser, `num_models=1`) on the same noises.
+
+  Kept for the studies that call it; new code calls `samplers.sample_batched`
+  with a `Denoiser` value (which knows its `num_models`).
 
   Args:
-    denoise: `stacked_denoiser` (batch `[M·b, ...]`, model-major) or any
-      canonical denoiser when `num_models = 1`.
+    denoise: a stack of `num_models` models on a model-major batch (a group's
+      `denoise`), or one canonical denoiser when `num_models = 1`.
     noise: `z [B, ...]`, shared by every model.
     sigmas: σ grid `[T+1]`.
-    chunk: noises per sampler call (the last chunk is padded, so every call
-      has the same shape and the compiled sampler is reused).
+    chunk: noises per sampler call (see `samplers.sample_batched`).
 
   Returns:
     float32 `[M, B, ...]`.
   """
-  noise = np.asarray(noise, np.float32)
-  b = noise.shape[0]
-  chunk = int(min(chunk, b))
-  out = []
-  for start in range(0, b, chunk):
-    z = noise[start:start + chunk]
-    pad = chunk - z.shape[0]
-    if pad:
-      z = np.concatenate([z, np.zeros((pad,) + z.shape[1:], z.dtype)])
-    zz = jnp.broadcast_to(jnp.asarray(z)[None], (num_models,) + z.shape)
-    res = samplers.sample(denoise, zz.reshape((num_models * chunk,) + z.shape[1:]),
-                          sigmas, sampler=sampler, key=key, **options)
-    x = np.asarray(res.samples).reshape((num_models, chunk) + z.shape[1:])
-    out.append(x[:, :chunk - pad])
-  return np.concatenate(out, axis=1)
+  den = denoiser_lib.as_denoiser(denoise)
+  if den.num_models != num_models:
+    den = den.replace(num_models=int(num_models))
+  res = samplers.sample_batched(den, np.asarray(noise, np.float32), sigmas, sampler=sampler,
+                                batch_size=int(chunk), key=key, **options)
+  return np.asarray(res.samples)
 
 
 def ensure_zoo(zoo, dataset, *, widths: Sequence[int] | None = None,

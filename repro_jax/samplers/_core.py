@@ -109,12 +109,6 @@ class SamplerSpec:
 
 # Helpers for step functions ------------------------------------------------------
 
-def bcast(c, x):
-  """Broadcast a scalar or `[B]` coefficient against `x [B, ...]`."""
-  c = jnp.asarray(c, x.dtype)
-  return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
-
-
 def normal_like(key, x):
   """Standard normal noise with the shape and dtype of `x` (one draw per step key)."""
   return jax.random.normal(key, x.shape, x.dtype)

@@ -3,7 +3,7 @@
     result = sample(denoise, noise, sigmas, sampler="heun", key=None, **options)
 
 `denoise(x, sigma[B]) -> x0` is the canonical denoiser of
-`repro_jax.diffusion.denoiser_fn` (VE coordinates, `x = x0 + σ ε`); `noise [B, ...]` is
+`repro_jax.diffusion.denoiser` (VE coordinates, `x = x0 + σ ε`); `noise [B, ...]` is
 standard normal and the run starts at `x = σ_max · noise`; `sigmas [T+1]` is a
 strictly decreasing grid, e.g. `schedules.sigma_grid(schedule, T, spacing,
 final="zero" | "min")`: a last entry 0 denoises to σ = 0, a positive one stops

@@ -1,8 +1,11 @@
 """Sampling from the closed-form (empirical) denoiser of a data set, and files.
 
 `sample_from_data` is the library side of `python -m experiments.sample`: the
-same inputs as its flags, as arrays.  `sample_to_files` adds the file handling
-(load `.npy`/`.npz`, write the `.npz` atomically, draw a PNG grid).
+same inputs as its flags, as arrays.  `sample_with` does the same for any
+canonical denoiser (`repro_jax.diffusion.denoiser`); both run
+`sample_batched` (fixed-size batches, optionally split over a mesh).
+`sample_to_files` adds the file handling (read `.npy`/`.npz` through
+`repro_jax.data.read_array`, write the `.npz` atomically, draw a PNG grid).
 """
 
 from __future__ import annotations
@@ -17,39 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from repro_jax import plotting
-from repro_jax.diffusion import denoiser_fn
+from repro_jax import data as data_lib
 from repro_jax import io
+from repro_jax import plotting
+from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.diffusion import schedules
 from repro_jax.samplers import api
+from repro_jax.samplers.batched import sample_batched
 from repro_jax.samplers._core import SampleResult
 
 DEFAULT_SPACING = {"edm": "edm", "ddpm": "leading", "log_linear": "uniform"}
-_NPZ_KEYS = ("data", "x", "images")
 
 
 # Inputs -------------------------------------------------------------------------
-
-def load_array(path, name: str = "data") -> np.ndarray:
-  """Load `[N, ...]` from `.npy`, or from `.npz` (key `data`/`x`/`images`, else the first array)."""
-  p = pathlib.Path(path)
-  if not p.is_file():
-    raise ValueError(f"`{name}` file not found: {str(p)!r}.")
-  if p.suffix not in (".npy", ".npz"):
-    raise ValueError(f"`{name}` must be a .npy or .npz file; got {str(p)!r}.")
-  try:
-    loaded = np.load(p, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"`{name}` file {str(p)!r} could not be read: {e}") from e
-  if isinstance(loaded, np.ndarray):
-    return loaded
-  with loaded as f:
-    keys = list(f.keys())
-    if not keys:
-      raise ValueError(f"`{name}` file {str(p)!r} holds no arrays.")
-    key = next((k for k in _NPZ_KEYS if k in keys), keys[0])
-    return np.asarray(f[key])
-
 
 def parse_sigmas(text: str | Sequence[float]) -> np.ndarray:
   """`"80,10,1,0"` (or a sequence) → a validated decreasing σ grid, float64."""
@@ -121,7 +104,7 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
                      schedule: str = "edm", steps: int = 18,
                      spacing: str | None = None, final: str = "zero",
                      sampler: str = "ddim", return_trajectory: bool = False,
-                     batch_size: int | None = None, **options) -> SampleResult:
+                     batch_size: int | None = None, mesh=None, **options) -> SampleResult:
   """Sample with the empirical (memorizing) denoiser of `data`.
 
   Args:
@@ -136,6 +119,7 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
       `dpm_solver`, ...).
     return_trajectory: also return `xs [T+1, B, ...]`, `x0_hats [T, B, ...]`.
     batch_size: run the B samples in batches of this size (one compilation).
+    mesh: optional 1-D mesh (axis "data"): each batch is split over it.
     **options: sampler options (`gamma`, `eta`, `mu`, `order`, `churn`, ...);
       None values are dropped (sampler default).
 
@@ -148,24 +132,26 @@ def sample_from_data(data, noise=None, *, seed: int = 0,
                      f"least 2 dims; got shape {data.shape}, dtype {data.dtype}.")
   if not np.all(np.isfinite(data)):
     raise ValueError("`data` contains NaN or inf values.")
-  denoise = denoiser_fn.empirical(jnp.asarray(data, _dtype_of(data)))
+  denoise = denoiser_lib.empirical(jnp.asarray(data, _dtype_of(data)))
   return sample_with(denoise, data[:1], noise, seed=seed, num_samples=num_samples,
                      sigmas=sigmas, schedule=schedule, steps=steps, spacing=spacing,
                      final=final, sampler=sampler, return_trajectory=return_trajectory,
-                     batch_size=batch_size, **options)
+                     batch_size=batch_size, mesh=mesh, **options)
 
 
 def sample_with(denoise, like, noise=None, *, seed: int = 0,
                 num_samples: int | None = None, sigmas=None, schedule: str = "edm",
                 steps: int = 18, spacing: str | None = None, final: str = "zero",
                 sampler: str = "ddim", return_trajectory: bool = False,
-                batch_size: int | None = None, **options) -> SampleResult:
+                batch_size: int | None = None, mesh=None, **options) -> SampleResult:
   """`sample_from_data` for any canonical denoiser (e.g. a trained network).
 
   Args:
-    denoise: canonical `denoise(x, σ) -> x0` (`repro_jax.diffusion.denoiser_fn`).
+    denoise: a `Denoiser` or canonical `denoise(x, σ) -> x0`
+      (`repro_jax.diffusion.denoiser`).
     like: an array `[1, ...]` with the data's shape and dtype (for the noise).
-    Other arguments as `sample_from_data`.
+    Other arguments as `sample_from_data`; the noise is seeded by
+    `split(PRNGKey(seed))[0]`, the sampler's key is `split(PRNGKey(seed))[1]`.
   """
   like = np.asarray(like)
   spec = api.get_sampler(sampler)
@@ -175,27 +161,8 @@ def sample_with(denoise, like, noise=None, *, seed: int = 0,
                      final=final)
   key = jax.random.split(jax.random.PRNGKey(int(seed)))[1]
   noise = resolve_noise(like, noise, seed=seed, num_samples=num_samples)
-  run = lambda z, k: api.sample(denoise, z, grid, sampler=sampler, key=k,
-                                return_trajectory=return_trajectory, **options)
-  b = noise.shape[0]
-  if batch_size is None or batch_size >= b:
-    return run(noise, key)
-  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"`batch_size` must be an integer >= 1; got {batch_size!r}.")
-  parts = []
-  for j, start in enumerate(range(0, b, batch_size)):
-    z = noise[start:start + batch_size]
-    pad = batch_size - z.shape[0]
-    if pad:  # same shape for every batch: one compilation
-      z = jnp.concatenate([z, jnp.zeros((pad,) + z.shape[1:], z.dtype)])
-    r = run(z, jax.random.fold_in(key, j))
-    keep = batch_size - pad
-    parts.append(SampleResult(
-        r.samples[:keep], None if r.xs is None else r.xs[:, :keep],
-        None if r.x0_hats is None else r.x0_hats[:, :keep], r.sigmas))
-  cat = lambda xs, axis: None if xs[0] is None else jnp.concatenate(xs, axis)
-  return SampleResult(cat([p.samples for p in parts], 0), cat([p.xs for p in parts], 1),
-                      cat([p.x0_hats for p in parts], 1), parts[0].sigmas)
+  return sample_batched(denoise, noise, grid, sampler=sampler, batch_size=batch_size,
+                        mesh=mesh, key=key, return_trajectory=return_trajectory, **options)
 
 
 # Outputs -----------------------------------------------------------------------
@@ -284,20 +251,20 @@ def sample_to_files(data, out, *, noise=None, trajectory: bool = False,
   if out.suffix != ".npz":
     raise ValueError(f"`out` must be a .npz path; got {str(out)!r}.")
   if isinstance(noise, (str, os.PathLike)):
-    noise = load_array(noise, "noise")
+    noise = data_lib.read_array(noise, name="noise")
   if checkpoint is not None:
     from repro_jax.networks import training  # the training stack only when needed
-    denoise, info = training.load_denoiser(str(checkpoint), use_ema=use_ema,
-                                           model_index=model_index)
-    data = np.zeros((1,) + tuple(info["data_shape"]), np.float32)
-    kwargs.update(checkpoint=str(checkpoint), checkpoint_step=info["step"],
+    denoise = training.load_denoiser(str(checkpoint), use_ema=use_ema,
+                                     model_index=model_index)
+    data = np.zeros((1,) + tuple(denoise.data_shape), np.float32)
+    kwargs.update(checkpoint=str(checkpoint), checkpoint_step=denoise.info["step"],
                   model_index=model_index, use_ema=use_ema)
     sample = lambda z, **kw: sample_with(denoise, data, z, **{
         k: v for k, v in kw.items()
         if k not in ("checkpoint", "checkpoint_step", "model_index", "use_ema")})
   else:
     if isinstance(data, (str, os.PathLike)):
-      data = load_array(data, "data")
+      data = data_lib.read_array(data, name="data")
     data = np.asarray(data)
     sample = lambda z, **kw: sample_from_data(data, z, **kw)
   noise = resolve_noise(data, noise, seed=kwargs.get("seed", 0),

@@ -38,7 +38,7 @@ import numpy as np
 
 from repro_jax import plotting
 from repro_jax import data as data_lib
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax import io
 from repro_jax import settings as settings_lib
 from repro_jax.studies import _memorization as memorization
@@ -190,7 +190,7 @@ def _sample(den, z, s, steps, sampler, spacing, key_index, key):
 
 def study_dataset(name, train, s: Settings, key, progress):
   """Copies, agreement and RP for one training set; returns a result dict."""
-  den = denoiser_fn.empirical(train)
+  den = denoiser.empirical(train)
   d = train.shape[1]
   z = jax.random.normal(jax.random.fold_in(key, 1), (s.num_noises, d))
   cal = metrics.calibrate(jax.random.fold_in(key, 2), train, s.descriptor,
@@ -227,7 +227,7 @@ def study_dataset(name, train, s: Settings, key, progress):
 
 def study_round_trip(name, train, s: Settings, key):
   """Round-trip errors against the step count for each solver."""
-  den = denoiser_fn.empirical(train)
+  den = denoiser.empirical(train)
   m = min(int(s.round_trip_num), train.shape[0])
   x0 = train[:m]
   z = jax.random.normal(jax.random.fold_in(key, 3), (m, train.shape[1]))
@@ -249,7 +249,7 @@ def study_round_trip(name, train, s: Settings, key):
 
 def study_plane(train, s: Settings, key):
   """Basin maps on the noise plane for each (sampler, steps), plus the reference."""
-  den = denoiser_fn.empirical(train)
+  den = denoiser.empirical(train)
   d = train.shape[1]
   cand = jax.random.normal(jax.random.fold_in(key, 4), (s.plane_candidates, d))
   cand_lab = noise_plane.basin_labels(

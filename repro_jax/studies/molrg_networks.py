@@ -11,8 +11,8 @@ The whole (rank, seed, N) grid of one architecture is ONE `train_many` call:
 the rows of every (rank, seed) data block sit in one array `[P·n_max, D]`
 (handed to `train_many` in memory) and each model draws from the first N
 rows of its own block (subsets nest in N).  Evaluation runs every model at
-once: a "stacked" denoiser maps `x [B, M, ...]` through the M networks
-(vmapped), so one compiled Heun loop samples the whole grid.  Denoisers are
+once: `denoiser.stack` makes the M networks one denoiser on a model-major
+batch `[M·B, ...]` (vmapped), so one compiled Heun loop samples the whole grid.  Denoisers are
 canonical (VE: `x_σ = x0 + σ ε`, `D(x, σ) ≈ E[x0 | x_σ]`).
 """
 
@@ -28,13 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from repro_jax import data as data_lib
-from repro_jax.closed_form import denoisers
 from repro_jax import io
 from repro_jax import samplers
 from repro_jax import settings as settings_lib
+from repro_jax.diffusion import denoiser
 from repro_jax.diffusion import schedules
 from repro_jax.analysis import score_metrics
-from repro_jax.networks import model_zoo
 from repro_jax.networks import training
 from repro_jax.networks.training import settings as train_lib
 from repro_jax.studies import _molrg_networks_report as report_lib
@@ -257,34 +256,15 @@ def train_grid(arch: Arch, grid: GridData, cells: Cells, image_shape=None, seed:
 
 # Evaluation ---------------------------------------------------------------------
 
-def stacked(make_denoiser, params):
-  """M models as one canonical denoiser on `x [B, M, *data_shape]`.
-
-  `make_denoiser(p)` builds model m's canonical denoiser from `params[m]` (any
-  pytree with a leading axis M: network weights `[M, P]`, MoLRG bases
-  `[M, K, D, R]`); model m denoises `x[:, m]`, so any sampler runs the M
-  models in lockstep on one σ grid.
-  """
-  def denoise(x, sigma):
-    return jax.vmap(lambda p, xm: make_denoiser(p)(xm, sigma), in_axes=(0, 1),
-                    out_axes=1)(params, x)
-  return denoise
-
-
 def network_factory(trainer):
   """`params [P] -> ` the canonical denoiser of one network."""
-  return functools.partial(model_zoo.model_denoiser, trainer)
+  return functools.partial(training.network_denoiser, trainer)
 
 
 def molrg_factory(data_shape):
   """`bases [K, D, R] -> ` the exact MoLRG posterior mean on `[B, *data_shape]`."""
-  def make(bases):
-    def denoise(x, sigma):
-      flat = x.reshape(x.shape[0], -1)
-      return denoisers.molrg_denoiser(flat, bases, jnp.ones_like(sigma),
-                                      sigma).reshape(x.shape)
-    return denoise
-  return make
+  del data_shape   # the closed form flattens `[B, ...]` and reshapes back
+  return denoiser.molrg
 
 
 def evaluate(make_denoiser, params, data_shape, grid: GridData, cells: Cells, ev, key):
@@ -305,11 +285,10 @@ def evaluate(make_denoiser, params, data_shape, grid: GridData, cells: Cells, ev
   m, b = len(cells), int(ev.num_samples)
   k_noise, k_score = jax.random.split(key)
   sig = schedules.edm_sigmas(int(ev.steps), float(ev.sigma_min), float(ev.sigma_max))
-  noise = jnp.broadcast_to(jax.random.normal(k_noise, (b, 1) + tuple(data_shape)),
-                           (b, m) + tuple(data_shape))
-  out = samplers.sample(stacked(make_denoiser, params), noise, sig,
-                        sampler=ev.sampler).samples
-  samples = jnp.swapaxes(out, 0, 1).reshape(m, b, -1)                   # [M, B, D]
+  noise = jax.random.normal(k_noise, (b,) + tuple(data_shape))         # shared by the M
+  out = samplers.sample_batched(denoiser.stack(make_denoiser, params), noise, sig,
+                                sampler=ev.sampler).samples             # [M, B, ...]
+  samples = jnp.reshape(out, (m, b, -1))                                # [M, B, D]
   bases = jnp.asarray(grid.bases[cells.block])                          # [M, K, D, R]
   rows = grid.x.reshape(-1, grid.n_max, grid.x.shape[-1])[cells.block]  # [M, n_max, D]
   mask = np.arange(grid.n_max)[None] < cells.n[:, None]

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from repro_jax import data as data_lib
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
 from repro_jax.studies import _descent as descent
 from repro_jax.analysis import distribution_metrics as dm
@@ -200,10 +200,10 @@ def identity_along_trajectories(kind, support, s: Settings, key):
   with jax.enable_x64(True):
     sup = jnp.asarray(support, jnp.float64)
     if kind == "finite":
-      den = denoiser_fn.empirical(sup)
+      den = denoiser.empirical(sup)
       sq = lambda x, sg: geometry.smoothed_sq_distance(x, sup, sg)
     else:
-      den = denoiser_fn.molrg(sup)
+      den = denoiser.molrg(sup)
       sq = lambda x, sg: descent.molrg_smoothed_sq_distance(x, sup, sg)
     sig = schedule_grid(report_lib.MAIN_SPACING, s.traj_main_steps, final="min")
     z = jax.random.normal(key, (s.identity_num, sup.shape[1]), jnp.float64)
@@ -228,7 +228,7 @@ def _score(x, bases, ref, key, s: Settings):
 
 def sampler_and_schedule_tables(bases, s: Settings, key):
   """Rows (one per seed) of the sampler table, the schedule table and the floor."""
-  den = denoiser_fn.molrg(bases)
+  den = denoiser.molrg(bases)
   d = bases.shape[1]
   n = int(s.num_samples)
   rows, sched_rows, floor = [], [], []
@@ -275,8 +275,8 @@ def measure(s: Settings, ctx) -> dict:
   bases = np.asarray(denoisers.random_molrg_bases(
       jax.random.fold_in(key, 0), s.molrg_dim, s.molrg_components, s.molrg_rank))
   finite = _finite_set(s, jax.random.fold_in(key, 1))
-  kinds = {"finite": (finite, denoiser_fn.empirical(finite)),
-           "molrg": (bases, denoiser_fn.molrg(bases))}
+  kinds = {"finite": (finite, denoiser.empirical(finite)),
+           "molrg": (bases, denoiser.molrg(bases))}
   traj, ident = {}, {}
   for i, (kind, (support, den)) in enumerate(kinds.items()):
     traj[kind] = trajectory_diagnostics(kind, support, den, s,

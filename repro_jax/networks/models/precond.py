@@ -5,21 +5,24 @@ closed over).  A `Parameterization` gives
 
 (a) the noise-level distribution and the per-example training loss
     `loss(net, x0 [B, ...], key) -> [B]`, and
-(b) the canonical sampler interface `denoiser(net) -> denoise(x, σ) -> x0`
-    (VE coordinates, `repro_jax.diffusion.denoiser_fn`).
+(b) the canonical sampler interface `denoiser(net) -> Denoiser`,
+    `denoise(x [B, ...], σ [B]) -> x0` in VE coordinates (`x = x0 + σ ε`),
+    built by the one network wrap `repro_jax.diffusion.denoiser.from_model`.
 
-Kinds (THEORY.md §0 kernel `x_t = s_t (x0 + σ_t ε)`):
+Kinds (docs/theory.md §0, kernel `x_t = s_t (x0 + σ_t ε)`):
 
 - `eps`: `x_t` from a schedule (VP, DDPM, VE, ...), `t ~ U[t_min, t_max]`
-  (uniform integers for discrete schedules; drawn as `Φ(z)`, z standard normal); the net predicts ε, loss `‖F − ε‖²`.
-- `x0`: same kernel; the net predicts x0, loss `‖F − x0‖²`.
+  (uniform integers for discrete schedules; drawn as `Φ(z)`, z standard
+  normal); the net predicts ε (head `eps`), loss `‖F − ε‖²`.
+- `x0`: same kernel; the net predicts x0 (head `x0`), loss `‖F − x0‖²`.
 - `edm` (Karras et al. 2022): `s = 1`, `log σ ~ N(P_mean, P_std²)`;
   `D = c_skip x + c_out F(c_in x, c_noise)` with `c_skip = σd²/(σ²+σd²)`,
   `c_out = σ σd/√(σ²+σd²)`, `c_in = 1/√(σ²+σd²)`, `c_noise = ¼ log σ`; the
   weighted loss `λ(σ)‖D − x0‖²`, `λ = 1/c_out²`, equals `‖F − (x0 − c_skip x)/c_out‖²`.
 
-Conditioning `c` for eps/x0: `time_input="t"` → `1000 (t − t_min)/(t_max − t_min)`
-(suits the sinusoidal embedding); `"log_sigma"` → `¼ log σ` (suits Fourier).
+Conditioning `c` (`denoiser.conditioning`): for eps/x0 `time_input="t"` →
+`1000 (t − t_min)/(t_max − t_min)` (suits the sinusoidal embedding) or
+`"log_sigma"` → `¼ log σ` (suits Fourier); edm always `¼ log σ`.
 """
 
 from __future__ import annotations
@@ -31,16 +34,13 @@ import jax
 import jax.numpy as jnp
 
 from repro_jax import validation
-from repro_jax.diffusion import denoiser_fn
+from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.diffusion import schedules as schedules_lib
+from repro_jax.diffusion.denoiser import TIME_INPUTS
+from repro_jax.diffusion.heads import bcast
 
 PARAMETERIZATIONS = ("eps", "x0", "edm")
-TIME_INPUTS = ("t", "log_sigma")
 Net = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
-
-
-def _bc(c, x):
-  return c.reshape(c.shape + (1,) * (x.ndim - c.ndim)).astype(x.dtype)
 
 
 def _per_example_mse(a, b):
@@ -95,15 +95,9 @@ class Parameterization:
     return t, sch.sigma(t), sch.scale(t)
 
   def net_input_time(self, t, sigma):
-    """The network's conditioning scalar `c [B]`."""
-    if self.kind == "edm" or self.time_input == "log_sigma":
-      return 0.25 * jnp.log(sigma)
-    return self._rescaled_time(t)
-
-  def _rescaled_time(self, t):
-    """`t ∈ [t_min, t_max]` → `[0, 1000]`, the range of the sinusoidal embedding."""
-    sch = self.schedule
-    return 1000.0 * (t - sch.t_min) / (sch.t_max - sch.t_min)
+    """The network's conditioning scalar `c [B]` at the training draw `(t, σ)`."""
+    time_input = "log_sigma" if self.kind == "edm" else self.time_input
+    return denoiser_lib.conditioning(self.schedule, sigma, time_input, t=t)
 
   def edm_coeffs(self, sigma):
     """`(c_skip, c_out, c_in)` for σ `[B]`."""
@@ -126,30 +120,20 @@ class Parameterization:
     c = self.net_input_time(t, sigma)
     if self.kind == "edm":
       c_skip, c_out, c_in = self.edm_coeffs(sigma)
-      x = x0 + _bc(sigma, x0) * eps
-      target = (x0 - _bc(c_skip, x0) * x) / _bc(c_out, x0)
-      return _per_example_mse(net(_bc(c_in, x0) * x, c), target)
-    x_t = _bc(scale, x0) * (x0 + _bc(sigma, x0) * eps)
+      x = x0 + bcast(sigma, x0) * eps
+      target = (x0 - bcast(c_skip, x0) * x) / bcast(c_out, x0)
+      return _per_example_mse(net(bcast(c_in, x0) * x, c), target)
+    x_t = bcast(scale, x0) * (x0 + bcast(sigma, x0) * eps)
     target = eps if self.kind == "eps" else x0
     return _per_example_mse(net(x_t, c), target)
 
   # (b) sampling ---------------------------------------------------------------
-  def denoiser(self, net: Net) -> denoiser_fn.DenoiserFn:
-    """Canonical `denoise(x [B, ...], σ [B]) -> x0` (VE coordinates)."""
+  def denoiser(self, net: Net) -> denoiser_lib.Denoiser:
+    """Canonical `denoise(x [B, ...], σ [B]) -> x0` (VE coordinates) of `net`."""
     if self.kind == "edm":
-      def edm_fn(x, sigma):
-        c_skip, c_out, c_in = self.edm_coeffs(sigma)
-        f = net(_bc(c_in, x) * x, 0.25 * jnp.log(sigma))
-        return _bc(c_skip, x) * x + _bc(c_out, x) * f
-      return denoiser_fn.from_model(edm_fn, schedules_lib.EDM(), "x0",
-                                    time_input="sigma")
-    if self.time_input == "log_sigma":
-      fn = lambda x_t, log_sigma: net(x_t, 0.25 * log_sigma)
-      time_input = "log_sigma"
-    else:
-      fn = lambda x_t, t: net(x_t, self._rescaled_time(t))
-      time_input = "t"
-    return denoiser_fn.from_model(fn, self.schedule, self.kind, time_input=time_input)
+      return denoiser_lib.from_model(net, schedules_lib.EDM(), "x0", time_input="log_sigma",
+                                     preconditioning=self.edm_coeffs)
+    return denoiser_lib.from_model(net, self.schedule, self.kind, time_input=self.time_input)
 
 
 def get_parameterization(kind: str, schedule: str = "vp", *, schedule_options=None,

@@ -7,10 +7,13 @@ Public surface:
 
 - `train(cfg, workdir, *, mesh=None) -> (state, history)`: one model, data-
   parallel over a 1-D mesh, orbax checkpoints, resume, metrics.jsonl.
-- `train_many(cfg, workdir=None, *, seeds, subset_seeds=None, subsets=None)`:
-  M models of one architecture in one vmapped program.
-- `load_denoiser(workdir, *, use_ema=True, ...) -> (denoise, meta)`: the
-  canonical `denoise(x, σ) -> x0` of a checkpoint, for every sampler.
+- `train_many(cfg, workdir=None, *, seeds, subset_seeds=None, subsets=None,
+  mesh=None)`: M models of one architecture in one vmapped program (each
+  model's batch split over the mesh, if given).
+- `load_denoiser(workdir, *, use_ema=True, ...) -> Denoiser`: the canonical
+  `denoise(x, σ) -> x0` of a checkpoint (metadata in `.info`), for every
+  sampler; `network_denoiser(trainer, params [P])` and
+  `stacked_denoiser(trainer, params [M, P])` wrap parameters in memory.
 - Building blocks: `TrainState`, `DataArrays`, `Trainer`, `make_trainer`,
   `init_state`, `train_step`, `train_chunk`, `many_chunk`, `jit_chunk`,
   `net_fn`; config helpers `check_config`, `optimizer`, `parameterization`.
@@ -25,6 +28,8 @@ from repro_jax.networks.training.config import check_config
 from repro_jax.networks.training.config import optimizer
 from repro_jax.networks.training.config import parameterization
 from repro_jax.networks.training.load import load_denoiser
+from repro_jax.networks.training.load import network_denoiser
+from repro_jax.networks.training.load import stacked_denoiser
 from repro_jax.networks.training.loop import prepare
 from repro_jax.networks.training.loop import run_loop
 from repro_jax.networks.training.loop import train
@@ -43,7 +48,8 @@ from repro_jax.networks.training.step import net_fn
 from repro_jax.networks.training.step import train_chunk
 from repro_jax.networks.training.step import train_step
 
-__all__ = ["TrainSettings", "variant", "train", "train_many", "load_denoiser", "prepare", "run_loop",
+__all__ = ["TrainSettings", "variant", "train", "train_many", "load_denoiser",
+           "network_denoiser", "stacked_denoiser", "prepare", "run_loop",
            "stack_subsets", "check_config", "optimizer", "parameterization",
            "TrainState", "DataArrays", "Trainer", "make_trainer", "init_state",
            "train_step", "train_chunk", "many_chunk", "jit_chunk", "net_fn"]

@@ -1,4 +1,16 @@
-"""Load a trained network from a workdir as a canonical sampler denoiser."""
+"""Trained networks as canonical denoisers: from parameters in memory or a checkpoint.
+
+Every function returns a `repro_jax.diffusion.denoiser.Denoiser`,
+`denoise(x [B, *data_shape], σ [B]) -> x0` in VE coordinates (`x = x0 + σ ε`),
+wrapped by the trainer's parameterization (`Parameterization.denoiser`: the
+eps / x0 head through Tweedie, or EDM's preconditioning).
+
+- `network_denoiser(trainer, params [P])`: one model;
+- `stacked_denoiser(trainer, params [M, P])`: M models of one architecture as
+  one denoiser on a model-major batch `[M·B, ...]` (`denoiser.stack`);
+- `load_denoiser(workdir, ...)`: the model of a checkpoint (`train` /
+  `train_many`), its metadata in `info`.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +21,43 @@ import jax.numpy as jnp
 import numpy as np
 
 from repro_jax import settings as settings_lib
+from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.networks.training import checkpoint
 from repro_jax.networks.training import step as step_lib
 from repro_jax.networks.training.settings import TrainSettings
 
 
+def network_denoiser(trainer: step_lib.Trainer, params, labels=None) -> denoiser_lib.Denoiser:
+  """The canonical denoiser of ONE model with flat parameters `params [P]`.
+
+  `labels`: class labels `[B]` (or a scalar) for a class-conditional model;
+  None / −1 = unconditional.
+  """
+  lab = None if labels is None else jnp.asarray(labels, jnp.int32)
+
+  def net(x, c):
+    batch_labels = None if lab is None else jnp.broadcast_to(lab, x.shape[:1])
+    return step_lib.net_fn(trainer, params, batch_labels)(x, c)
+
+  return trainer.param.denoiser(net).replace(data_shape=tuple(trainer.data_shape))
+
+
+def stacked_denoiser(trainer: step_lib.Trainer, params) -> denoiser_lib.Denoiser:
+  """M models of one architecture, `params [M, P]`, as one denoiser.
+
+  The batch is model-major: rows `[m·B, (m+1)·B)` of `x [M·B, ...]` go
+  through model m (`num_models = M`; `samplers.sample_batched` feeds every
+  model the same noises and returns `[M, B, ...]`).  The networks are
+  vmapped, the parameterization's wrap is applied once to the whole batch.
+  """
+  return denoiser_lib.stack(lambda p: step_lib.net_fn(trainer, p), params,
+                            wrap=trainer.param.denoiser, name="network",
+                            data_shape=trainer.data_shape)
+
+
 def load_denoiser(workdir: str, *, use_ema: bool = True, step: int | None = None,
-                  model_index: int | None = None, labels=None):
-  """The canonical `denoise(x, σ) -> x0` of a checkpointed model, and its metadata.
+                  model_index: int | None = None, labels=None) -> denoiser_lib.Denoiser:
+  """The canonical denoiser of a checkpointed model, its metadata in `info`.
 
   Args:
     workdir: a directory written by `train` / `train_many`.
@@ -27,10 +68,9 @@ def load_denoiser(workdir: str, *, use_ema: bool = True, step: int | None = None
       None / −1 = unconditional.
 
   Returns:
-    `(denoise, meta)`: `denoise(x [B, *data_shape], sigma [B]) -> x0` in VE
-    coordinates (`repro_jax.diffusion.denoiser_fn`), and a dict with `config`
-    (`TrainSettings`), `data_shape`, `step`, `indices` (the training rows),
-    `num_models`, `seeds`, `parameterization`.
+    A `Denoiser` named "network" (`network_denoiser`) whose `info` holds
+    `config` (`TrainSettings`), `data_shape`, `step`, `indices` (the training
+    rows), `num_models`, `seeds`, `parameterization`.
   """
   if not os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
     raise FileNotFoundError(f"no checkpoints under {workdir!r} (expected "
@@ -63,13 +103,7 @@ def load_denoiser(workdir: str, *, use_ema: bool = True, step: int | None = None
       raise ValueError(f"model_index={model_index} not in [0, {num_models}).")
     params = params[model_index]
     indices = indices[model_index, :int(data["count"][model_index])]
-  lab = None if labels is None else jnp.asarray(labels, jnp.int32)
-
-  def net(x, c):
-    batch_labels = None if lab is None else jnp.broadcast_to(lab, x.shape[:1])
-    return step_lib.net_fn(trainer, params, batch_labels)(x, c)
-
   info = {"config": cfg, "data_shape": tuple(meta["data_shape"]), "step": int(step),
           "indices": np.asarray(indices), "num_models": num_models, "seeds": seeds,
           "parameterization": trainer.param}
-  return trainer.param.denoiser(net), info
+  return network_denoiser(trainer, params, labels).replace(info=info)

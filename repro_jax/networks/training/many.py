@@ -11,6 +11,11 @@ Measured on a 2-core CPU (benchmarks/bench_training.py): 8 small MLPs train
 1.6× faster vmapped than one after another, but 8 small U-Nets train slower
 (0.6×): XLA:CPU runs the batched (grouped) convolutions poorly.  On a GPU the
 vmapped program is the one to use.
+
+With a 1-D mesh (`repro_jax.sharding.make_mesh`, axis "data") the program is
+data-parallel as in `train`: each model's batch is split over the devices,
+the states and the data are replicated, the gradients summed across devices
+(the same numbers as on one device up to the order of that sum).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from repro_jax import data as data_lib
+from repro_jax import sharding as sharding_lib
 from repro_jax.networks.training import checkpoint
 from repro_jax.networks.training import config as config_lib
 from repro_jax.networks.training import loop
@@ -64,33 +71,41 @@ def model_subsets(cfg, n_total: int, num_models: int, subset_seeds=None, subsets
 def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1),
                subset_seeds: Sequence[int] | None = None,
                subsets: Sequence[np.ndarray] | None = None,
-               dataset: data_lib.Dataset | None = None):
-  """Train `M = len(seeds)` models of one architecture at once, on one device.
+               dataset: data_lib.Dataset | None = None, mesh=None):
+  """Train `M = len(seeds)` models of one architecture at once.
 
   Args:
-    cfg: training config (`configs/train.py`); `cfg.train.num_devices` is ignored.
+    cfg: training settings (`TrainSettings`); `cfg.train.num_devices` is
+      ignored (pass a `mesh`).
     workdir: optional output directory (metrics, stacked checkpoints, resume).
     seeds: one init/noise seed per model.
     subset_seeds: optional, one data-subset seed per model (N = cfg.data.num_train).
     subsets: optional explicit index arrays per model (sizes may differ).
     dataset: optional rows held in memory, used instead of loading `cfg.data`
       (checked against the settings as a loaded one is).
+    mesh: optional 1-D mesh with axis "data": every model's batch of
+      `cfg.train.batch_size` rows (divisible by the device count) is split
+      over it.  None: one device.
 
   Returns:
     `(states, history)`: `TrainState` with leading axis M, per-chunk metrics
     (`loss_per_model` lists the M losses).
   """
   config_lib.check_config(cfg)
+  num_devices = 1 if mesh is None else mesh.size
   if dataset is None:
-    dataset = loop.prepare(cfg, 1)
+    dataset = loop.prepare(cfg, num_devices)
   else:
-    config_lib.check_against_data(cfg, dataset, 1)
+    config_lib.check_against_data(cfg, dataset, num_devices)
   m = len(seeds)
   if m < 1:
     raise ValueError("train_many needs at least one seed.")
   indices, counts = stack_subsets(model_subsets(cfg, len(dataset), m, subset_seeds,
                                                 subsets))
-  trainer = step_lib.make_trainer(cfg, dataset.data_shape)
+  replicated = None if mesh is None else NamedSharding(mesh, P())
+  trainer = step_lib.make_trainer(
+      cfg, dataset.data_shape,
+      None if mesh is None else NamedSharding(mesh, P(sharding_lib.DATA_AXIS)))
   keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
   mngr = None if workdir is None else checkpoint.manager(workdir,
                                                          cfg.train.keep_checkpoints)
@@ -100,6 +115,8 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
     if restored is None:  # host-side init, model by model (no compile), then stacked
       states = jax.tree.map(lambda *a: jnp.stack(a),
                             *[step_lib.init_state(trainer, k) for k in keys])
+      if replicated is not None:
+        states = jax.device_put(states, replicated)
     else:
       start, saved_meta, saved = restored
       loop.check_same_run(saved_meta["config"], cfg, workdir)
@@ -107,7 +124,7 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
         raise ValueError(f"{workdir} holds a different set of models or subsets; use "
                          "a new workdir.")
       init = jax.vmap(lambda k: step_lib.init_state(trainer, k))
-      states = checkpoint.restore_state(mngr, start, jax.eval_shape(init, keys))
+      states = checkpoint.restore_state(mngr, start, jax.eval_shape(init, keys), replicated)
       logging.info("Resumed %d models from step %d in %s", m, start, workdir)
     if mngr is not None:
       meta = loop.run_meta(cfg, dataset, seeds, stacked=True)
@@ -115,9 +132,10 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
       metrics_path = os.path.join(workdir, loop.METRICS_FILE)
       loop.write_config(workdir, cfg)
       data_lib.save_indices(workdir, indices)  # [M, N_max]; counts in the checkpoint
-    chunk = step_lib.jit_chunk(trainer, many=True, loop=config_lib.step_loop(cfg))
+    chunk = step_lib.jit_chunk(trainer, many=True, state_sharding=replicated,
+                               loop=config_lib.step_loop(cfg))
     return loop.run_loop(
-        chunk, states, loop.data_arrays(dataset, indices, counts), start=start,
+        chunk, states, loop.data_arrays(dataset, indices, counts, replicated), start=start,
         num_steps=int(cfg.train.num_steps), log_every=int(cfg.train.log_every),
         checkpoint_every=int(cfg.train.checkpoint_every),
         batch_size=int(cfg.train.batch_size) * m, save_fn=save_fn,
