@@ -10,9 +10,12 @@ shared through `zoo.dir` and trained here if missing):
 training the VP group), about 1 min when every group is cached.
 
 Variants `cpu`, `cpu_full`, `smoke`, `paper` use the model grid (`zoo`) of the
-same variant of configs/reproducibility_regimes.py, so no model is trained
-twice; the other-kernel group (VP ε-prediction against the zoo's EDM models;
-EDM against the paper zoo's VP models) adds one width × one seed per N.
+same variant of `reproducibility_regimes` (both read
+`repro_jax.studies._zoo_study.zoo_settings(variant)`), so no model is trained
+twice; the other-kernel group (`kernel`: VP ε-prediction against the zoo's
+EDM models; EDM against the paper zoo's VP models) adds one width × one seed
+per N.  Fields and criteria:
+`repro_jax.studies.reproducibility_across_samplers.Settings`.
 """
 
 from repro_jax import settings
@@ -20,5 +23,4 @@ from repro_jax.studies import reproducibility_across_samplers
 
 
 def get_config(variant: str = "cpu"):
-  """Fields and criteria: `repro_jax.studies.reproducibility_across_samplers.Settings`."""
   return settings.to_config(reproducibility_across_samplers.settings(variant))

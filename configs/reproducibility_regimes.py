@@ -16,7 +16,7 @@ Variants:
 - `smoke` (seconds, tests): tiny widths, two sizes, 20 steps.
 - `paper`: the paper's grid, U-Net widths 64/128/256 (DDPM ε-prediction, VP)
   on CIFAR-10 N = 2^6 … 2^15, 10 000 noises; needs
-  `--config.zoo.data.path=<cifar-10-batches-py>` and an accelerator.
+  `--config.zoo.train.data.path=<cifar-10-batches-py>` and an accelerator.
 
 The trained models are kept under `zoo.dir` (git-ignored `workdirs/`) and
 reused by `reproducibility_across_samplers`.  Fields and criteria:

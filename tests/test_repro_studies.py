@@ -16,6 +16,7 @@ from repro_jax.analysis import reproducibility as rpr
 from repro_jax.networks import training
 from repro_jax import settings as settings_lib
 from repro_jax.studies import runner
+from repro_jax.studies import verdicts as verdicts_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -185,7 +186,7 @@ def test_regimes_smoke(smoke_runs):
   out = base / "regimes"
   for f in ("calibration.png", "regimes.png", "rp_theory.png", "samples.png",
             "noise_plane.png", "regimes.csv", "metrics.json", "report.md", "noises.npy",
-            "subsets.npz", "config.json"):
+            "subsets.npz", "config.json", "figures.npz"):
     assert (out / f).stat().st_size > 0, f
   assert len(groups) == len(cfg.zoo.widths)
   assert np.load(out / "noises.npy").shape == (cfg.num_noises, 8, 8, 1)
@@ -209,7 +210,47 @@ def test_regimes_smoke(smoke_runs):
   assert "![regimes](regimes.png)" in text and "**Verdicts**" in text
   assert len(m["noise_plane"]["anchors"]) == 3
   assert [v["claim"] for v in m["verdicts"]] == [v["claim"] for v in saved["verdicts"]]
-  assert len(m["verdicts"]) == 5
+  assert len(m["verdicts"]) == 6
+  assert {v["verdict"] for v in saved["verdicts"]} <= set(verdicts_lib.VERDICTS)
+
+
+def _rerender(name, study_dir, figures):
+  """Delete the figures and the report, render them again from metrics.json and the
+  saved arrays; returns (old report, new report)."""
+  before = (study_dir / "report.md").read_text()
+  for f in figures + ("report.md",):
+    (study_dir / f).unlink()
+  module = runner.study_module(name)
+  s = settings_lib.parse(module.Settings, json.loads((study_dir / "config.json").read_text()))
+  module.render(s, json.loads((study_dir / "metrics.json").read_text()), study_dir)
+  for f in figures:
+    assert (study_dir / f).stat().st_size > 0, f
+  return before, (study_dir / "report.md").read_text()
+
+
+def test_regimes_render_needs_only_metrics_and_arrays(smoke_runs):
+  base = smoke_runs[0]
+  before, after = _rerender("reproducibility_regimes", base / "regimes",
+                            ("calibration.png", "regimes.png", "rp_theory.png", "samples.png",
+                             "noise_plane.png"))
+  assert after == before
+
+
+def test_regimes_verdicts_follow_their_criteria(smoke_runs):
+  base, cfg, _, _, _, _ = smoke_runs
+  from repro_jax.studies import reproducibility_regimes as rr
+  m = json.loads((base / "regimes" / "metrics.json").read_text())
+  s = m["summary"]
+  # One width: "wider memorizes longer" has nothing to compare.
+  one = dict(m, summary=dict(s, wider_memorizes_longer=None))
+  assert rr.verdicts(cfg, one)[3].verdict == "not tested"
+  assert rr.verdicts(cfg, dict(m, summary=dict(s, wider_memorizes_longer=True)))[3].verdict == (
+      "reproduced")
+  # A stricter plane margin than the measured agreement above chance fails the plane verdict.
+  pr = s["plane"][0]
+  strict = settings_lib.override(
+      cfg, {"min_plane_margin": pr["agree_models"] - pr["chance_models"] + 0.01})
+  assert rr.verdicts(strict, m)[5].verdict == "not reproduced"
 
 
 def test_across_samplers_smoke_reuses_models(smoke_runs):
@@ -228,6 +269,10 @@ def test_across_samplers_smoke_reuses_models(smoke_runs):
     np.testing.assert_allclose(mat, mat.T, atol=1e-6)
   assert len(m["summary"]["kernels"]) == len(cfg.zoo.sizes)
   assert len(m["verdicts"]) == 3 and "**Verdicts.**" in (out / "report.md").read_text()
+  assert (out / "sampler_rp.npz").stat().st_size > 0
+  before, after = _rerender("reproducibility_across_samplers", out,
+                            ("sampler_rp.png", "samplers_vs_N.png", "kernels.png"))
+  assert after == before
 
 
 def test_configs_variants():
@@ -249,6 +294,20 @@ def test_configs_variants():
   group = model_zoo.train_config(cpu.zoo, 128)
   assert (group.model.hidden, group.diffusion.parameterization, group.train.num_steps) == (
       128, "edm", 5000)
+
+
+def test_cpu_zoo_finds_its_trained_groups():
+  """The cpu zoo's settings hash to the groups trained before the settings were typed
+  (a changed field would silently train ~16 min of new models instead of restoring)."""
+  s = runner.study_settings("reproducibility_across_samplers", "cpu")
+  zoo = s.zoo
+  subsets = model_zoo.nested_subsets(1797, zoo.sizes, zoo.subset_seed)
+  hashes = [model_zoo.group_hash(model_zoo.train_config(zoo, w), zoo.sizes, zoo.seeds, subsets)
+            for w in zoo.widths]
+  assert hashes == ["610a65dd63", "e44b5f5da0"]
+  other = model_zoo.train_config(zoo, zoo.widths[s.kernel.width_index],
+                                 overrides={"diffusion": settings_lib.to_dict(s.kernel.diffusion)})
+  assert model_zoo.group_hash(other, zoo.sizes, s.kernel.seeds, subsets) == "3d522515cb"
 
 
 def test_clipped_denoiser():

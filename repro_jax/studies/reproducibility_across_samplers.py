@@ -1,5 +1,7 @@
 """Reproducibility across samplers and across training kernels (VP vs VE).
 
+Claim: C-repro across samplers and perturbation kernels (docs/theory.md §4.1).
+
 The trained models of `reproducibility_regimes` (restored from `zoo.dir`,
 trained if missing) are sampled from the same fixed noises with several
 deterministic samplers (DDIM, Heun, DPM-Solver, the gradient-estimation
@@ -12,8 +14,12 @@ sampler of the optimization view).  Measured per model and N:
    images, against the EDM (VE) models of the same width: RP between kernels,
    between EDM seeds for reference, and of each to ε*.
 
-Writes config.json, noises.npy, sampler_rp.png, samplers_vs_N.png,
-kernels.png, samplers.csv, kernels.csv, metrics.json and report.md.
+`measure` writes noises.npy, subsets.npz, samplers.csv, seeds_per_sampler.csv,
+kernels.csv and sampler_rp.npz (the RP matrices between samplers `[N, S, S]`,
+unrounded, for the figure); `render` draws sampler_rp.png, samplers_vs_N.png
+and kernels.png and writes report.md from metrics.json and sampler_rp.npz.
+The noises are standard-normal `z [B, H, W, C]`; every sampler starts from
+`σ_max · z` on canonical (VE) denoisers, `x_σ = x0 + σ ε`.
 """
 
 from __future__ import annotations
@@ -187,7 +193,8 @@ def kernel_scores(groups, other, noise, theory_ref, train_x, sims, config):
 
 
 def measure(config: Settings, ctx) -> dict:
-  """Restore (or train) the models, sample with every sampler, score; figures and CSVs."""
+  """Restore (or train) the models, sample with every sampler, score; CSVs and
+  sampler_rp.npz."""
   st = _zoo_study.begin(config, ctx, later_steps=4)
   workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
   zoo = config.zoo
@@ -215,13 +222,16 @@ def measure(config: Settings, ctx) -> dict:
       {int(n): ds.x[idx] for n, idx in subsets.items()}, sims, config)
   progress.step("scores")
   summary = summarize(model_rows, seed_rows, kernel_rows, theory_mats, groups, config)
-  _figures(workdir, mean_mats, theory_mats, model_rows, seed_rows, kernel_rows, groups,
-           other, config)
+  sizes = sorted(mean_mats)
+  io.save_npz(workdir / "sampler_rp.npz", sizes=np.array(sizes),
+              models=np.stack([mean_mats[n] for n in sizes]),
+              theory=np.stack([theory_mats[n] for n in sizes]))
   io.save_csv(workdir / "samplers.csv", model_rows)
   io.save_csv(workdir / "seeds_per_sampler.csv", seed_rows)
   io.save_csv(workdir / "kernels.csv", kernel_rows)
   seconds = time.time() - t0
   out = dict(threshold=cal.threshold, samplers=[list(s) for s in config.samplers],
+             widths=[g.name for g in groups],
              sampler_rp_mean={str(n): np.round(m, 4).tolist() for n, m in mean_mats.items()},
              theory_sampler_rp={str(n): np.round(m, 4).tolist() for n, m in theory_mats.items()},
              kernel=dict(kernel_info, other=other.name, other_info=other.info,
@@ -229,7 +239,7 @@ def measure(config: Settings, ctx) -> dict:
                          other_kernel=kernel_label(config.kernel.diffusion)),
              summary=summary, model_rows=model_rows, seed_rows=seed_rows,
              kernel_rows=kernel_rows, train_seconds=t_train, seconds=seconds)
-  progress.step("figures")
+  progress.step("tables")
   logging.info("across samplers: %s", summary)
   return out
 
@@ -238,7 +248,7 @@ def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
   """Across samplers, per sampler across seeds, across training kernels."""
   s, krows = metrics["summary"], metrics["kernel_rows"]
   k0 = krows[0]
-  src = "reproducibility paper §2, App. A (C-repro)"
+  src = "reproducibility paper §2, App. A (C-repro); docs/theory.md §4.1"
   kern = metrics["kernel"]
   seeds_small = s["rp_seeds_smallest_N"]
   return [
@@ -271,7 +281,15 @@ def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
 
 
 def render(config: Settings, metrics: dict, workdir) -> None:
-  io.write_text(pathlib.Path(workdir) / "report.md", _report(metrics, config))
+  """The three figures and report.md, from the metrics and sampler_rp.npz."""
+  workdir = pathlib.Path(workdir)
+  with np.load(workdir / "sampler_rp.npz") as f:
+    sizes = [int(n) for n in f["sizes"]]
+    mean_mats = dict(zip(sizes, f["models"]))
+    theory_mats = dict(zip(sizes, f["theory"]))
+  _figures(workdir, mean_mats, theory_mats, metrics["model_rows"], metrics["seed_rows"],
+           metrics["kernel_rows"], metrics["widths"], metrics["kernel"]["other"], config)
+  io.write_text(workdir / "report.md", _report(metrics, config))
 
 
 def summarize(model_rows, seed_rows, kernel_rows, theory_mats, groups, config) -> dict:
@@ -297,8 +315,10 @@ def summarize(model_rows, seed_rows, kernel_rows, theory_mats, groups, config) -
                                   "rp_zoo_theory")} for r in kernel_rows])
 
 
-def _figures(workdir, mean_mats, theory_mats, model_rows, seed_rows, kernel_rows, groups,
-             other, config):
+def _figures(workdir, mean_mats, theory_mats, model_rows, seed_rows, kernel_rows, names,
+             other_name, config):
+  """`mean_mats`, `theory_mats`: `{N: RP between samplers [S, S]}`; `names`: the
+  zoo's groups; `other_name`: the other-kernel group."""
   labels = [s[0] for s in config.samplers]
   sizes = sorted(mean_mats)
   show = list(dict.fromkeys([sizes[0], sizes[len(sizes) // 2], sizes[-1]]))
@@ -310,22 +330,22 @@ def _figures(workdir, mean_mats, theory_mats, model_rows, seed_rows, kernel_rows
   plt = plotting.pyplot()
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-  for i, g in enumerate(groups):
+  for i, name in enumerate(names):
     ys = [np.mean([r["rp_between_samplers"] for r in model_rows
-                   if r["N"] == n and r["width"] == g.name]) for n in sizes]
-    axes[0].plot(sizes, ys, "o-", color=colors[i], label=f"{g.name}: mean over sampler pairs")
+                   if r["N"] == n and r["width"] == name]) for n in sizes]
+    axes[0].plot(sizes, ys, "o-", color=colors[i], label=f"{name}: mean over sampler pairs")
     ys = [np.mean([r["rp_between_samplers_min"] for r in model_rows
-                   if r["N"] == n and r["width"] == g.name]) for n in sizes]
-    axes[0].plot(sizes, ys, "o:", color=colors[i], alpha=0.6, label=f"{g.name}: worst pair")
+                   if r["N"] == n and r["width"] == name]) for n in sizes]
+    axes[0].plot(sizes, ys, "o:", color=colors[i], alpha=0.6, label=f"{name}: worst pair")
   axes[0].set(title="same model, different samplers", ylabel="RP")
   styles = ["o-", "s--", "^-.", "v:", "d-"]
   for j, lab in enumerate(labels):
-    for i, g in enumerate(groups):
+    for i, name in enumerate(names):
       ys = [np.mean([r["rp_seeds"] for r in seed_rows
-                     if r["N"] == n and r["width"] == g.name and r["sampler"] == lab] or [np.nan])
+                     if r["N"] == n and r["width"] == name and r["sampler"] == lab] or [np.nan])
             for n in sizes]
       axes[1].plot(sizes, ys, styles[j % len(styles)], color=colors[i], alpha=0.85,
-                   label=f"{g.name}, {lab}")
+                   label=f"{name}, {lab}")
   axes[1].set(title="same sampler, other seed (C-repro per sampler)", ylabel="RP")
   for ax in axes:
     plots._log2_axis(ax, sizes)
@@ -346,7 +366,7 @@ def _figures(workdir, mean_mats, theory_mats, model_rows, seed_rows, kernel_rows
           label=f"{zoo_k} vs ε*")
   plots._log2_axis(ax, ks)
   ax.set(xlabel="training set size N", ylabel="RP", ylim=(-0.03, 1.03),
-         title=f"{other.name}: reproducibility across training kernels")
+         title=f"{other_name}: reproducibility across training kernels")
   ax.legend(fontsize=7)
   io.save_figure(fig, workdir / "kernels.png")
 

@@ -1,5 +1,8 @@
 """Reproducibility regimes with trained networks (paper Fig. 1, 2, 4, 6).
 
+Claims: C-repro, C-regimes, Theorem 1 and the noise plane (docs/theory.md
+§4.1–§4.4).
+
 Models of two or more widths and two seeds are trained on nested subsets of
 N = 2^k images (every model of one N on the same images, `model_zoo`), then
 sampled from one fixed set of noises with a deterministic sampler.  Measured:
@@ -15,9 +18,13 @@ sampled from one fixed set of noises with a deterministic sampler.  Measured:
 5. the noise-plane maps of Fig. 4 for ε* and two widths, at a memorizing N and
    at the largest N, with their agreement against chance.
 
-Writes config.json, noises.npy, subsets.npz, calibration.png, regimes.png
-(Fig. 2), rp_theory.png (Fig. 6), samples.png (Fig. 1), noise_plane.png
-(Fig. 4), regimes.csv, metrics.json and report.md.
+`measure` writes noises.npy, subsets.npz, regimes.csv and figures.npz (the
+arrays the figures draw: calibration similarities, Fig. 1 image rows, Fig. 4
+plane maps); `render` draws calibration.png, regimes.png (Fig. 2),
+rp_theory.png (Fig. 6), samples.png (Fig. 1), noise_plane.png (Fig. 4) and
+writes report.md from metrics.json and figures.npz.  Images are `[H, W, C]`
+in [−1, 1]; the noises are standard-normal `z [B, H, W, C]`, and every sampler
+starts from `σ_max · z` on canonical (VE) denoisers, `x_σ = x0 + σ ε`.
 """
 
 from __future__ import annotations
@@ -62,6 +69,10 @@ class Settings(_zoo_study.ZooStudySettings):
   min_rp_theory_drop: float = 0.3   # ... and how much lower it is at the largest N
   min_rp_generalization: float = 0.5  # RP between seeds at the largest N
   min_plane_margin: float = 0.25    # map agreement between models above chance
+  # "Wider networks memorize up to larger N": GL of the widest ≤ GL of the
+  # narrowest + `wider_gl_margin` at ≥ `wider_min_fraction` of the N.
+  wider_gl_margin: float = 0.02
+  wider_min_fraction: float = 0.8
 
 
 _VARIANT_CHANGES = {
@@ -192,7 +203,7 @@ def noise_plane_maps(groups, theory, th_dens, ds, subsets, noise, sigmas, sims, 
 
 
 def measure(config: Settings, ctx) -> dict:
-  """Train (or reuse) the zoo, sample, score; writes the CSV table and the figures."""
+  """Train (or reuse) the zoo, sample, score; writes the CSV table and figures.npz."""
   st = _zoo_study.begin(config, ctx, later_steps=4)
   workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
   zoo = config.zoo
@@ -215,7 +226,8 @@ def measure(config: Settings, ctx) -> dict:
   progress.step("noise plane")
   summary = summarize(per_size, plane, groups, config)
   seconds = time.time() - t0
-  figures(workdir, cal, groups, samples, theory, per_size, plane, ds, subsets, sims, config)
+  io.save_npz(workdir / "figures.npz",
+              **figure_arrays(cal, groups, samples, theory, plane, ds, subsets, sims, config))
   io.save_csv(workdir / "regimes.csv", rows)
   metrics_out = dict(
       threshold=cal.threshold, calibration_accuracy=cal.accuracy,
@@ -229,16 +241,33 @@ def measure(config: Settings, ctx) -> dict:
                boundary={k: v["boundary"] for k, v in r["maps"].items()})
           for r in plane["rows"]]),
       summary=summary, train_seconds=t_train, seconds=seconds)
-  progress.step("figures")
+  progress.step("figure arrays")
   return metrics_out
 
 
+_SOURCE_REGIMES = "reproducibility paper §3, Fig. 2; docs/theory.md §4.2"
+
+
 def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
-  """Memorization, Theorem 1, generalization, RP regained, noise plane."""
+  """Memorization, Theorem 1, generalization, wider memorizes longer, RP regained,
+  noise plane."""
   s = metrics["summary"]
   n0, n1 = metrics["sizes"][0], metrics["sizes"][-1]
   pr = s["plane"][0]
-  src = "reproducibility paper §4, Fig. 2"
+  wider = s["wider_memorizes_longer"]
+  wider_claim = "Wider networks memorize up to larger N."
+  wider_criterion = (f"GL of the widest ≤ GL of the narrowest + {config.wider_gl_margin:g} "
+                     f"at ≥ {config.wider_min_fraction:.0%} of the N")
+  if wider is None:       # one width: nothing to compare
+    wider_verdict = verdicts_lib.Verdict(
+        claim=wider_claim, verdict="not tested", criterion=wider_criterion,
+        measured=dict(widths=metrics["widths"]), source=_SOURCE_REGIMES)
+  else:
+    wider_verdict = verdicts_lib.judge(
+        wider, claim=wider_claim, criterion=wider_criterion,
+        measured=dict(wider_memorizes_longer=wider,
+                      leaves_memorization_at=s["leaves_memorization_at"]),
+        source=_SOURCE_REGIMES)
   return [
       verdicts_lib.judge(
           s["memorization_at_smallest_N"] and s["rp_seed_smallest_N"] > config.min_rp_memorization,
@@ -248,7 +277,7 @@ def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
                     f"{config.min_rp_memorization:g}",
           measured=dict(N=n0, memorization=s["memorization_at_smallest_N"],
                         rp_seed=s["rp_seed_smallest_N"], rp_cross=s["rp_cross_smallest_N"]),
-          source=src),
+          source=_SOURCE_REGIMES),
       verdicts_lib.judge(
           s["rp_theory_smallest_N"] > config.min_rp_theory
           and s["rp_theory_largest_N"] < s["rp_theory_smallest_N"] - config.min_rp_theory_drop,
@@ -258,32 +287,38 @@ def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
                     f"{config.min_rp_theory_drop:g} lower at N = {n1}",
           measured=dict(rp_theory_smallest_N=s["rp_theory_smallest_N"],
                         rp_theory_largest_N=s["rp_theory_largest_N"]),
-          source="reproducibility paper Theorem 1, Fig. 6"),
+          source="reproducibility paper §3.2 (Theorem 1), Fig. 6; docs/theory.md §4.3"),
       verdicts_lib.judge(
           s["generalization_at_largest_N"],
           claim="Large N: a generalization regime (samples are new, GL high).",
           criterion=f"GL > {config.band_gl_gen:g} for every width at N = {n1}",
           measured=dict(N=n1, generalization=s["generalization_at_largest_N"]),
-          source=src),
+          source=_SOURCE_REGIMES),
+      wider_verdict,
       verdicts_lib.judge(
           s["rp_seed_largest_N"] > config.min_rp_generalization,
           claim="Reproducibility is regained in the generalization regime.",
           criterion=f"RP between seeds > {config.min_rp_generalization:g} at N = {n1}",
           measured=dict(rp_seed_largest_N=s["rp_seed_largest_N"], rp_seed_min=s["rp_seed_min"],
                         rp_seed_min_N=s["rp_seed_min_N"]),
-          source=src),
+          source=_SOURCE_REGIMES),
       verdicts_lib.judge(
           pr["agree_models"] > pr["chance_models"] + config.min_plane_margin,
           claim="Different models draw the same noise-plane map (Fig. 4).",
           criterion=f"map agreement between models > chance + {config.min_plane_margin:g} "
                     f"at N = {pr['N']}",
           measured=dict(agree_models=pr["agree_models"], chance_models=pr["chance_models"]),
-          source="reproducibility paper Fig. 4"),
+          source="reproducibility paper Fig. 4; docs/theory.md §4.4"),
   ]
 
 
 def render(config: Settings, metrics: dict, workdir) -> None:
-  io.write_text(pathlib.Path(workdir) / "report.md", report_text(metrics, config))
+  """The five figures and report.md, from the metrics and figures.npz."""
+  workdir = pathlib.Path(workdir)
+  with np.load(workdir / "figures.npz") as f:
+    arrays = {k: f[k] for k in f.files}
+  figures(workdir, metrics, arrays, config)
+  io.write_text(workdir / "report.md", report_text(metrics, config))
 
 
 def _mean(values) -> float:
@@ -318,7 +353,9 @@ def summarize(per_size, plane, groups, config) -> dict:
   if len(names) >= 2:
     gl_narrow = [w(s, names[0], "gl_cal") for s in per_size]
     gl_wide = [w(s, names[-1], "gl_cal") for s in per_size]
-    wider_memorizes_longer = bool(np.mean(np.array(gl_wide) <= np.array(gl_narrow) + 0.02) >= 0.8)
+    wider_memorizes_longer = bool(
+        np.mean(np.array(gl_wide) <= np.array(gl_narrow) + config.wider_gl_margin)
+        >= config.wider_min_fraction)
   plane_rows = []
   for r in plane["rows"]:
     pairs = {k: v for k, v in r["agreement"].items() if "eps*" not in k}
@@ -346,40 +383,82 @@ def summarize(per_size, plane, groups, config) -> dict:
       plane=plane_rows)
 
 
-def figures(workdir, cal, groups, samples, theory, per_size, plane, ds, subsets, sims, config):
-  """calibration.png, regimes.png (Fig. 2), rp_theory.png (Fig. 6), samples.png
-  (Fig. 1), noise_plane.png (Fig. 4)."""
-  names = [g.name for g in groups]
+def _grid_sizes(sizes) -> list[int]:
+  """The N of the Fig. 1 panels: smallest, middle and largest."""
+  return list(dict.fromkeys([sizes[0], sizes[len(sizes) // 2], sizes[-1]]))
+
+
+def figure_arrays(cal, groups, samples, theory, plane, ds, subsets, sims, config) -> dict:
+  """What the figures draw beyond metrics.json (saved as figures.npz).
+
+  `cal_*`: calibration similarities; `pair_labels`, `pair_i [B]`: similarities
+  of model pairs of the widest group; `grid_sizes`, `grid{p}_labels`,
+  `grid{p}_{r} [C, H, W, ch]`: the image rows of Fig. 1 (ε*, each model, the
+  nearest training image of the last model); `plane_axis`, `plane{r}_names`,
+  `plane{r}_{k}_labels / _values [G, G]`, `plane{r}_{k}_anchors [3, H, W, ch]`:
+  the Fig. 4 maps of row r.
+  """
   sizes = [int(n) for n in config.zoo.sizes]
   wide = groups[-1]
+  xw = samples[wide.name]
   pairs = {}
   for n in dict.fromkeys([sizes[0], sizes[-1]]):
     idx = np.flatnonzero(wide.sizes == n)
-    x = samples[wide.name]
     if len(idx) >= 2:
       pairs[f"{wide.name} seed pair, N={n}"] = metrics.paired_similarity(
-          x[idx[0]], x[idx[1]], sims["cal"])
+          xw[idx[0]], xw[idx[1]], sims["cal"])
     pairs[f"{wide.name} vs ε*, N={n}"] = metrics.paired_similarity(
-        x[idx[0]], theory[n], sims["cal"])
+        xw[idx[0]], theory[n], sims["cal"])
+  out = dict(cal_distinct=cal.distinct, cal_perturbed=cal.perturbed,
+             pair_labels=np.array(list(pairs)),
+             **{f"pair_{i}": v for i, v in enumerate(pairs.values())})
+  cols = int(config.grid_columns)
+  grid = _grid_sizes(sizes)
+  out["grid_sizes"] = np.array(grid)
+  for p, n in enumerate(grid):
+    train = ds.x[subsets[n]]
+    rows = [("ε* (Theorem 1)", theory[n][:cols])]
+    rows += [(label, x[:cols]) for label, _, _, x in _entries(groups, samples, n)]
+    near = np.asarray(metrics.max_similarity(rows[-1][1], train, sims["cal"]).index)
+    rows.append((f"nearest training image\nto {rows[-1][0]}", train[near]))
+    out[f"grid{p}_labels"] = np.array([label for label, _ in rows])
+    out.update({f"grid{p}_{r}": x for r, (_, x) in enumerate(rows)})
+  out["plane_axis"] = plane["axis"]
+  for r, row in enumerate(plane["rows"]):
+    out[f"plane{r}_names"] = np.array(list(row["maps"]))
+    for k, m in enumerate(row["maps"].values()):
+      out.update({f"plane{r}_{k}_labels": m["labels"], f"plane{r}_{k}_values": m["values"],
+                  f"plane{r}_{k}_anchors": m["anchor_images"]})
+  return out
+
+
+def figures(workdir, m: dict, a: dict, config: Settings) -> None:
+  """calibration.png, regimes.png (Fig. 2), rp_theory.png (Fig. 6), samples.png
+  (Fig. 1), noise_plane.png (Fig. 4) from the metrics `m` and figures.npz `a`."""
+  workdir = pathlib.Path(workdir)
+  names, per_size = m["widths"], m["per_size"]
+  cal = metrics.Calibration(threshold=m["threshold"], distinct=a["cal_distinct"],
+                            perturbed=a["cal_perturbed"], accuracy=m["calibration_accuracy"])
+  pairs = {str(label): a[f"pair_{i}"] for i, label in enumerate(a["pair_labels"])}
   plots.calibration(workdir / "calibration.png", cal, float(config.paper_threshold), pairs,
                     config.similarity)
   plots.regimes(workdir / "regimes.png", per_size, names, config)
   plots.rp_theory(workdir / "rp_theory.png", per_size, names, config)
-  cols = int(config.grid_columns)
   panels = []
-  for n in dict.fromkeys([sizes[0], sizes[len(sizes) // 2], sizes[-1]]):
-    train = ds.x[subsets[n]]
-    rows = [("ε* (Theorem 1)", theory[n][:cols])]
-    last = None
-    for label, _, _, x in _entries(groups, samples, n):
-      rows.append((label, x[:cols]))
-      last = (label, x[:cols])
-    near = np.asarray(metrics.max_similarity(last[1], train, sims["cal"]).index)
-    rows.append((f"nearest training image\nto {last[0]}", train[near]))
+  for p, n in enumerate(int(n) for n in a["grid_sizes"]):
+    labels = [str(label) for label in a[f"grid{p}_labels"]]
     reg = next(s["regime"] for s in per_size if s["N"] == n)
-    panels.append((f"N = {n} ({reg})", rows))
-  plots.sample_grid(workdir / "samples.png", panels, cols)
-  plots.noise_plane_figure(workdir / "noise_plane.png", plane, names)
+    panels.append((f"N = {n} ({reg})",
+                   [(label, a[f"grid{p}_{r}"]) for r, label in enumerate(labels)]))
+  plots.sample_grid(workdir / "samples.png", panels, int(config.grid_columns))
+  rows = []
+  for r, row in enumerate(m["noise_plane"]["rows"]):
+    maps = {str(name): dict(labels=a[f"plane{r}_{k}_labels"], values=a[f"plane{r}_{k}_values"],
+                            anchor_images=a[f"plane{r}_{k}_anchors"])
+            for k, name in enumerate(a[f"plane{r}_names"])}
+    rows.append(dict(N=row["N"], maps=maps, agreement=row["agreement"]))
+  plots.noise_plane_figure(workdir / "noise_plane.png", dict(axis=a["plane_axis"], rows=rows),
+                           names)
 
 
 DIFFERENCES = """**Differences from the paper.** 8×8 grey digits (≤ 1797 images) instead of
@@ -455,7 +534,7 @@ def report_text(metrics: dict, config: Settings) -> str:
                  "instead of SSCD descriptors at 0.6.")
   return f"""## Reproducibility regimes with trained networks (paper Fig. 1, 2, 4, 6)
 
-**Claims** (docs/theory.md §4). *C-repro*: from the same noise and a deterministic
+**Claims** (docs/theory.md §4.1–§4.4). *C-repro*: from the same noise and a deterministic
 sampler, different diffusion models produce nearly the same sample.
 *C-regimes* (Fig. 2): this reproducibility holds in a memorization regime
 (small N: samples are training copies, GL ≈ 0), dips in a transition, and
@@ -543,15 +622,16 @@ draw very similar maps, and nearby noises give similar images.
    training copies (largest GL of ε* over N: {s['theory_gl_max']:.2f}).
 3. Generalization at large N (GL high): **{vs[2]["verdict"]}**.
    First N that is not memorized, per width: {leave}.  Wider networks
-   memorize up to larger N (GL of the widest ≤ GL of the narrowest at ≥ 80 % of
-   the N): {s['wider_memorizes_longer']}.
+   memorize up to larger N (GL of the widest ≤ GL of the narrowest + {config.wider_gl_margin:g}
+   at ≥ {config.wider_min_fraction:.0%} of the N): **{vs[3]["verdict"]}**
+   ({s['wider_memorizes_longer']}).
 4. Reproducibility regained in the generalization regime (right of Fig. 2):
-   **{vs[3]["verdict"]}**. RP between seeds is
+   **{vs[4]["verdict"]}**. RP between seeds is
    {s['rp_seed_smallest_N']:.2f} at N = {n0}, lowest {s['rp_seed_min']:.2f} at
    N = {s['rp_seed_min_N']},
    and {s['rp_seed_largest_N']:.2f} at N = {n1}; across widths {_fmt(s['rp_cross_smallest_N'])}
    → lowest {_fmt(s['rp_cross_min'])} at N = {s['rp_cross_min_N']} → {_fmt(s['rp_cross_largest_N'])}.
-5. Noise plane (Fig. 4): **{vs[4]["verdict"]}**.
+5. Noise plane (Fig. 4): **{vs[5]["verdict"]}**.
    {'; '.join(plane_lines)}.
 
 {verdicts_lib.table(vs)}
