@@ -15,6 +15,7 @@ from repro_jax.networks import model_zoo
 from repro_jax.analysis import reproducibility as rpr
 from repro_jax.networks import training
 from repro_jax import settings as settings_lib
+from repro_jax.studies import _zoo_study
 from repro_jax.studies import runner
 from repro_jax.studies import verdicts as verdicts_lib
 
@@ -63,13 +64,13 @@ def test_sample_models_chunks_and_models(tiny_trainer):
   noise = np.asarray(jax.random.normal(jax.random.key(2), (7, 8, 8, 1)))
   sig = rpr.sigma_grid(4, 0.002, 80.0)
   den = training.stacked_denoiser(trainer, params)
-  full = model_zoo.sample_models(den, 3, noise, sig, sampler="heun", chunk=7)
-  chunked = model_zoo.sample_models(den, 3, noise, sig, sampler="heun", chunk=3)
+  full = _zoo_study.sample(den, noise, sig, sampler="heun", chunk=7)
+  chunked = _zoo_study.sample(den, noise, sig, sampler="heun", chunk=3)
   assert full.shape == (3, 7, 8, 8, 1)
   np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=1e-5)
-  one = model_zoo.sample_models(training.network_denoiser(trainer, params[1]), 1, noise, sig,
-                                sampler="heun")
-  np.testing.assert_allclose(one[0], full[1], rtol=1e-4, atol=1e-4)
+  one = _zoo_study.sample(training.network_denoiser(trainer, params[1]), noise, sig,
+                          sampler="heun", chunk=7)
+  np.testing.assert_allclose(one, full[1], rtol=1e-4, atol=1e-4)
 
 
 # Reproducibility helpers against brute force ------------------------------------

@@ -38,7 +38,6 @@ import numpy as np
 
 from repro_jax import data as data_lib
 from repro_jax import io
-from repro_jax import samplers
 from repro_jax import settings as settings_lib
 from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.networks import training
@@ -170,44 +169,19 @@ def ensure_group(cfg, zoo_dir, name: str, *, sizes: Sequence[int], seeds: Sequen
 
 # Sampling ------------------------------------------------------------------------
 
-def sample_models(denoise, num_models: int, noise, sigmas, *, sampler: str = "heun",
-                  chunk: int = 256, key=None, **options) -> np.ndarray:
-  """`num_models` stacked models (or one denoiser, `num_models=1`) on the same noises.
-
-  Kept for the studies that call it; new code calls `samplers.sample_batched`
-  with a `Denoiser` value (which knows its `num_models`).
-
-  Args:
-    denoise: a stack of `num_models` models on a model-major batch (a group's
-      `denoise`), or one canonical denoiser when `num_models = 1`.
-    noise: `z [B, ...]`, shared by every model.
-    sigmas: σ grid `[T+1]`.
-    chunk: noises per sampler call (see `samplers.sample_batched`).
-
-  Returns:
-    float32 `[M, B, ...]`.
-  """
-  den = denoiser_lib.as_denoiser(denoise)
-  if den.num_models != num_models:
-    den = den.replace(num_models=int(num_models))
-  res = samplers.sample_batched(den, np.asarray(noise, np.float32), sigmas, sampler=sampler,
-                                batch_size=int(chunk), key=key, **options)
-  return np.asarray(res.samples)
-
-
-def ensure_zoo(zoo, dataset, *, widths: Sequence[int] | None = None,
+def ensure_zoo(zoo: ZooSettings, dataset, *, widths: Sequence[int] | None = None,
                seeds: Sequence[int] | None = None, overrides=None,
                suffix: str = "", progress=None) -> list[Group]:
-  """Every group of a study's `zoo` block, trained if missing, in width order.
+  """Every group of a zoo, trained if missing, in width order.
 
   Args:
-    zoo: `dir`, `model`, `widths`, `sizes`, `seeds`, `subset_seed`, `data`,
-      `train_variant`, `train` (see configs/reproducibility_regimes.py).
+    zoo: the grid (`ZooSettings`: its `train` holds the complete training
+      settings, the data included).
     dataset: the loaded `data.Dataset` (for its size and data shape).
     widths, seeds: override the zoo's (e.g. one width, one seed).
-    overrides: nested training-config overrides (e.g. another parameterization).
+    overrides: nested changes of the training settings (e.g. another parameterization).
     suffix: appended to the group names (e.g. "_vp").
-    progress: optional `common.Progress`, stepped once per group.
+    progress: optional progress logger (`.step(what)`), stepped once per group.
   """
   subsets = nested_subsets(len(dataset), zoo.sizes, zoo.subset_seed)
   groups = []

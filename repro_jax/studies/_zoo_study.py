@@ -12,6 +12,7 @@ import numpy as np
 
 from repro_jax import data as data_lib
 from repro_jax import io
+from repro_jax import samplers
 from repro_jax import settings as settings_lib
 from repro_jax.analysis import metrics
 from repro_jax.analysis import reproducibility as rpr
@@ -140,3 +141,10 @@ def begin(s: ZooStudySettings, ctx, later_steps: int) -> ZooStudy:
   progress.step("calibration")
   groups = model_zoo.ensure_zoo(zoo, ds, progress=progress)
   return ZooStudy(ctx.workdir, t0, progress, ds, sims, cal, noise, subsets, groups)
+
+
+def sample(den, noise, sigmas, *, sampler: str, chunk: int) -> np.ndarray:
+  """Every model of `den` (one, or a stack of M) from the same noises, in
+  batches of `chunk`: float32 `[B, ...]`, or `[M, B, ...]` for a stack."""
+  return np.asarray(samplers.sample_batched(den, np.asarray(noise, np.float32), sigmas,
+                                            sampler=sampler, batch_size=int(chunk)).samples)

@@ -111,7 +111,7 @@ def sample_all(groups, noise, config):
     sig = rpr.sigma_grid(steps, config.sigma_min, config.sigma_max)
     out[label] = {}
     for g in groups:
-      out[label][g.name] = model_zoo.sample_models(g.denoise, len(g.sizes), noise, sig,
+      out[label][g.name] = _zoo_study.sample(g.denoise, noise, sig,
                                                    sampler=name, chunk=int(config.chunk))
   return out
 
@@ -167,9 +167,9 @@ def kernel_scores(groups, other, noise, theory_ref, train_x, sims, config):
   label, name, steps = config.samplers[int(config.reference)]
   sig = rpr.sigma_grid(steps, smin, smax)
   wrap = rpr.clipped if config.kernel.clip_x0 else (lambda d: d)
-  x_zoo = model_zoo.sample_models(wrap(g.denoise), len(g.sizes), noise, sig, sampler=name,
+  x_zoo = _zoo_study.sample(wrap(g.denoise), noise, sig, sampler=name,
                                   chunk=int(config.chunk))
-  x_oth = model_zoo.sample_models(wrap(other.denoise), len(other.sizes), noise, sig,
+  x_oth = _zoo_study.sample(wrap(other.denoise), noise, sig,
                                   sampler=name, chunk=int(config.chunk))
   rows = []
   for j, (n, seed) in enumerate(zip(other.sizes, other.seeds)):

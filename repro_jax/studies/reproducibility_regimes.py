@@ -176,13 +176,13 @@ def noise_plane_maps(groups, theory, th_dens, ds, subsets, noise, sigmas, sims, 
   out = dict(axis=axis, anchors=anchors.tolist(), rows=[])
   for n in rows_n:
     maps = {}
-    x_th = model_zoo.sample_models(th_dens[n], 1, z, sigmas, sampler=config.sampler,
-                                   chunk=int(config.chunk))[0]
+    x_th = _zoo_study.sample(th_dens[n], z, sigmas, sampler=config.sampler,
+                                   chunk=int(config.chunk))
     maps["eps*"] = (x_th[:-3], x_th[-3:])
     for grp in groups:
       idx = np.flatnonzero(grp.sizes == n)
       # All models of the group (one compiled sampler), then keep those of N = n.
-      xs = model_zoo.sample_models(grp.denoise, len(grp.sizes), z, sigmas,
+      xs = _zoo_study.sample(grp.denoise, z, sigmas,
                                    sampler=config.sampler, chunk=int(config.chunk))
       for m in idx:
         maps[f"{grp.name}/s{int(grp.seeds[m])}"] = (xs[m, :-3], xs[m, -3:])
@@ -211,7 +211,7 @@ def measure(config: Settings, ctx) -> dict:
   sigmas = rpr.sigma_grid(config.steps, config.sigma_min, config.sigma_max)
   samples = {}
   for g in groups:
-    samples[g.name] = model_zoo.sample_models(g.denoise, len(g.sizes), noise, sigmas,
+    samples[g.name] = _zoo_study.sample(g.denoise, noise, sigmas,
                                               sampler=config.sampler, chunk=int(config.chunk))
   th_dens = rpr.empirical_denoisers(ds, subsets)
   theory = rpr.theory_generations(th_dens, noise, sigmas, sampler=config.sampler,
