@@ -62,6 +62,13 @@ def traced_value_checks(enabled: bool = True):
     _TRACED_CHECKS.reset(token)
 
 
+class DivergedError(FloatingPointError):
+  """Training produced a NaN or inf loss or parameters (docs/theory.md §0.5).
+
+  Raised, with the step, instead of continuing from or saving such a state.
+  """
+
+
 def is_traced(*xs: Any) -> bool:
   """True if any argument is an abstract tracer (we are inside a transform)."""
   return any(isinstance(x, jax.core.Tracer) for x in xs)
@@ -119,6 +126,23 @@ def check_finite(x: Any, name: str) -> None:
       raise ValueError(f"`{name}` contains NaN or inf values.")
     return
   require(x, lambda v: jnp.all(jnp.isfinite(v)), f"`{name}` contains NaN or inf values.")
+
+
+def check_rate(value: Any, name: str) -> None:
+  """A learning rate (or other step size) must be a finite number > 0."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+    raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
+  if not (np.isfinite(value) and value > 0):
+    raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
+
+
+def first_non_finite(values) -> tuple[int, ...] | None:
+  """Index of the first NaN/inf entry of a concrete array (row-major), or None."""
+  arr = np.asarray(values)
+  bad = ~np.isfinite(arr)
+  if not bad.any():
+    return None
+  return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), arr.shape))
 
 
 def check_positive(x: Any, name: str, *, allow_zero: bool = False) -> None:

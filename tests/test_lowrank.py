@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from repro_jax import validation
 from repro_jax.closed_form import denoisers
 from repro_jax.lowrank import model as lowrank
 from repro_jax.lowrank import molrg_grid
@@ -155,6 +156,8 @@ def test_padded_rows_and_model_space_mc_training():
     dict(objective="expected", num_components=2),
     dict(num_components=2, joint_orthogonal=False),            # model-space noise needs joint
     dict(objective="nope"), dict(t_min=0.5, t_max=0.1), dict(steps=0),
+    dict(learning_rate=float("nan")), dict(learning_rate=float("inf")),
+    dict(learning_rate=0.0), dict(max_grad_norm=float("nan")),
 ])
 def test_train_config_rejects_bad_settings(kwargs):
   with pytest.raises(ValueError):
@@ -204,3 +207,16 @@ def test_expected_loss_matches_monte_carlo_over_several_times(x64):
 def test_bad_train_config_counts_raise(field, value):
   with pytest.raises(ValueError, match=f"`{field}`"):
     lowrank.TrainConfig(**{field: value})
+
+
+def test_diverged_training_stops_with_the_step():
+  """A rate that blows up stops with the step (and cell) instead of NaN bases."""
+  rng = np.random.default_rng(6)
+  y = rng.normal(size=(4, 2)) @ np.linalg.qr(rng.normal(size=(8, 2)))[0].T
+  data = jnp.asarray(y, jnp.float32)
+  cfg = lowrank.TrainConfig(steps=20, t_max=0.5, objective="expected", learning_rate=1e30)
+  with pytest.raises(validation.DivergedError, match="non-finite loss nan at step 2 "):
+    lowrank.train_one(jax.random.PRNGKey(0), data, jnp.ones(4), jnp.ones(2), cfg)
+  with pytest.raises(validation.DivergedError, match="at step 2 of cell 0"):
+    lowrank.train_grid(jax.random.split(jax.random.PRNGKey(0), 2), jnp.stack([data, data]),
+                       jnp.ones((2, 4)), jnp.ones((2, 2)), cfg)

@@ -80,6 +80,22 @@ def test_bad_config_fails_with_clear_message(tmp_path, args, message):
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("case", ["learning_rate=nan", "learning_rate=inf", "nan_data"])
+def test_non_finite_rate_or_data_stop_before_training(tmp_path, case):
+  if case == "nan_data":
+    x = np.zeros((16, 8, 8, 1), np.float32)
+    x[5, 0, 0, 0] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    args, message = ("--config.data.name=array", f"--config.data.path={tmp_path / 'x.npy'}",
+                     "--config.data.num_train=-1"), "NaN or inf values in 1 row(s) (first: row 5)"
+  else:
+    args, message = (f"--config.optim.{case}",), "config.optim.learning_rate must be a finite"
+  r = _run(f"--config={_CONFIG}:smoke", f"--workdir={tmp_path / 'w'}", *_FAST[:-1], *args)
+  assert r.returncode != 0
+  assert message in r.stderr, r.stderr[-2000:]
+  assert not (tmp_path / "w").exists()
+
+
 def test_config_variants():
   for variant in ("smoke", "cpu", "molrg"):
     training.check_config(training.variant(variant))

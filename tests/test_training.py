@@ -21,8 +21,11 @@ from repro_jax import data as data_lib
 from repro_jax.diffusion import denoiser
 from repro_jax.diffusion import schedules
 from repro_jax import sharding
+from repro_jax import validation
 from repro_jax.networks import training
 from repro_jax import settings as settings_lib
+from repro_jax.networks.training import checkpoint
+from repro_jax.networks.training import config as config_lib
 from repro_jax.networks.training import step as step_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -310,3 +313,61 @@ def test_ema_recursion_step_by_step():
     assert np.abs(np.asarray(new.ema, np.float64) - want).max() <= 1e-3 * moved + 1e-7, n
     assert int(new.step) == n + 1
     state = new
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_learning_rate_must_be_finite_and_positive(value):
+  cfg = _mlp_config()
+  cfg.optim.learning_rate = value
+  with pytest.raises(ValueError, match="config.optim.learning_rate must be a finite number"):
+    training.check_config(_typed(cfg))
+
+
+def test_nan_in_training_data_is_rejected_when_loaded(tmp_path):
+  x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+  x[3, 1] = np.nan
+  np.save(tmp_path / "x.npy", x)
+  cfg = _mlp_config()
+  cfg.data.update(name="array", path=str(tmp_path / "x.npy"), num_train=-1)
+  with pytest.raises(ValueError, match="NaN or inf values in 1 row.*row 3"):
+    training.prepare(_typed(cfg), 1)
+
+
+def _diverge_after(monkeypatch, steps):
+  """Make the learning rate jump to 1e30 after `steps` updates (a run that blows up)."""
+  monkeypatch.setattr(config_lib, "learning_rate",
+                      lambda o: lambda count: jnp.where(count < steps, 1e-3, 1e30))
+
+
+def test_divergence_stops_training_and_keeps_the_finite_checkpoints(tmp_path, monkeypatch):
+  _diverge_after(monkeypatch, 20)
+  cfg = _mlp_config(num_steps=40, log_every=10, checkpoint_every=10, keep_checkpoints=2)
+  wd = tmp_path / "one"
+  with pytest.raises(validation.DivergedError,
+                     match=r"non-finite loss (nan|inf) at step 2\d.*step 20, is kept"):
+    training.train(_typed(cfg), str(wd))
+  # Nothing was saved from the diverged state; rotation kept the finite steps.
+  assert sorted(os.listdir(wd / "checkpoints"), key=int) == ["10", "20"]
+  denoise, meta = training.load_denoiser(str(wd))
+  assert meta["step"] == 20
+  assert np.all(np.isfinite(denoise(jnp.ones((2, 8, 8, 1)), jnp.ones(2))))
+  assert [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()] == [
+      10, 20]
+  # train_many stops the same way.
+  many = tmp_path / "many"
+  with pytest.raises(validation.DivergedError, match=r"at step 2\d \(model \d\)"):
+    training.train_many(_typed(cfg), str(many), seeds=(0, 1))
+  assert sorted(os.listdir(many / "checkpoints"), key=int) == ["10", "20"]
+
+
+def test_a_non_finite_state_is_never_saved(tmp_path):
+  cfg = _typed(_mlp_config())
+  trainer = training.make_trainer(cfg, (8, 8, 1))
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  state = state._replace(ema=state.ema.at[0].set(jnp.nan))
+  mngr = checkpoint.manager(str(tmp_path))
+  with pytest.raises(validation.DivergedError, match=r"step 5: .*ema.* NaN"):
+    checkpoint.save(mngr, 5, state, np.arange(4), 4, {})
+  mngr.wait_until_finished()
+  assert mngr.all_steps() == []
+  mngr.close()

@@ -72,6 +72,21 @@ def load_dataset(cfg) -> Dataset:
   name = _get(cfg, "name", "digits")
   if name not in DATASETS:
     raise validation.unknown_name("dataset", name, DATASETS)
+  dataset = _load(cfg, name)
+  check_finite_data(dataset.x, name if name != "array" else _get(cfg, "path", ""))
+  return dataset
+
+
+def check_finite_data(x, source: str) -> None:
+  """Training data must be finite: one NaN row makes every loss NaN (docs/theory.md §0.5)."""
+  bad = ~np.isfinite(np.asarray(x))
+  if bad.any():
+    rows = np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0]
+    raise ValueError(f"training data {source!r} holds NaN or inf values in {len(rows)} "
+                     f"row(s) (first: row {int(rows[0])}); clean the data before training.")
+
+
+def _load(cfg, name: str) -> Dataset:
   if name == "digits":
     x, labels = load_digits()
     return Dataset(x, labels, {})
@@ -124,6 +139,6 @@ def load_indices(workdir: str) -> np.ndarray | None:
   return np.load(path) if os.path.exists(path) else None
 
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "subset_indices", "save_indices",
-           "load_indices", "load_digits", "load_cifar10", "load_array", "read_array",
-           "read_labels", "molrg", "to_unit_range"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "check_finite_data", "subset_indices",
+           "save_indices", "load_indices", "load_digits", "load_cifar10", "load_array",
+           "read_array", "read_labels", "molrg", "to_unit_range"]

@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from repro_jax import validation
@@ -136,6 +137,13 @@ class TrainConfig:
     validation.check_int(self.polar_iters, "polar_iters", minimum=0)
     if not 0 < self.t_min <= self.t_max:
       raise ValueError(f"need 0 < t_min <= t_max; got {self.t_min}, {self.t_max}.")
+    validation.check_rate(self.learning_rate, "`learning_rate`")
+    for field in ("final_lr_fraction", "momentum", "adam_b2", "precondition_damping"):
+      value = getattr(self, field)
+      if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"`{field}` must be a finite number >= 0; got {value!r}.")
+    if self.max_grad_norm is not None:
+      validation.check_rate(self.max_grad_norm, "`max_grad_norm`")
 
 
 class TrainResult(NamedTuple):
@@ -454,8 +462,33 @@ def train_lowrank(key, data, mask, rank_mask, cfg: TrainConfig) -> TrainResult:
   return TrainResult(bases[best], losses[best], final)
 
 
+def check_trained(res: TrainResult, cfg: TrainConfig) -> TrainResult:
+  """`res` if every loss and basis is finite; else `validation.DivergedError`
+  naming the first non-finite step (and cell of a grid).  Skipped when traced.
+  """
+  if validation.is_traced(res.losses):
+    return res
+  losses = np.asarray(res.losses)
+  where = validation.first_non_finite(losses)
+  if where is not None:
+    cell = f" of cell {where[0]}" if losses.ndim == 2 else ""
+    what = f"loss {losses[where]} at step {where[-1] + 1}{cell}"
+  elif validation.first_non_finite(res.bases) is not None:
+    what = "bases after training"
+  else:
+    return res
+  raise validation.DivergedError(
+      f"low-rank training diverged: non-finite {what} (learning_rate={cfg.learning_rate}, "
+      f"optimizer={cfg.optimizer!r}); lower the learning rate.")
+
+
 @compile_friendly_rng
 @functools.partial(jax.jit, static_argnames=("cfg",))
+def _train_grid(keys, data, mask, rank_mask, cfg: TrainConfig) -> TrainResult:
+  return jax.vmap(train_lowrank, in_axes=(0, 0, 0, 0, None))(
+      keys, data, mask, rank_mask, cfg)
+
+
 def train_grid(keys, data, mask, rank_mask, cfg: TrainConfig) -> TrainResult:
   """`train_lowrank` over a grid of cells in one compiled program.
 
@@ -465,13 +498,19 @@ def train_grid(keys, data, mask, rank_mask, cfg: TrainConfig) -> TrainResult:
 
   Returns:
     `TrainResult(bases [C, K, D, R_max], losses [C, steps])`.
+
+  Raises:
+    validation.DivergedError: a loss or basis is NaN or inf (`check_trained`).
   """
-  return jax.vmap(train_lowrank, in_axes=(0, 0, 0, 0, None))(
-      keys, data, mask, rank_mask, cfg)
+  return check_trained(_train_grid(keys, data, mask, rank_mask, cfg), cfg)
 
 
-train_one = compile_friendly_rng(jax.jit(train_lowrank, static_argnames=("cfg",)))
-train_one.__doc__ = "`jax.jit(train_lowrank)`: one cell, compiled per shape."
+_train_one = compile_friendly_rng(jax.jit(train_lowrank, static_argnames=("cfg",)))
+
+
+def train_one(key, data, mask, rank_mask, cfg: TrainConfig) -> TrainResult:
+  """`jax.jit(train_lowrank)`: one cell, compiled per shape; checked by `check_trained`."""
+  return check_trained(_train_one(key, data, mask, rank_mask, cfg), cfg)
 
 
 # PCA --------------------------------------------------------

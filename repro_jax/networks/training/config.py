@@ -6,6 +6,8 @@ fails at once with a message that names the offending field.
 
 from __future__ import annotations
 
+import math
+
 import optax
 
 from repro_jax import settings as settings_lib
@@ -92,7 +94,11 @@ def check_config(cfg: TrainSettings) -> None:
   for name in ("batch_size", "num_steps", "log_every", "checkpoint_every",
                "keep_checkpoints"):
     _positive(getattr(t, name), f"train.{name}")
-  _positive(cfg.optim.learning_rate, "optim.learning_rate")
+  validation.check_rate(cfg.optim.learning_rate, "config.optim.learning_rate")
+  for name in ("weight_decay", "b1", "b2", "eps", "grad_clip"):
+    value = getattr(cfg.optim, name)
+    if not math.isfinite(value) or value < 0:
+      raise ValueError(f"config.optim.{name} must be a finite number >= 0; got {value!r}.")
   if not 0.0 <= t.ema_decay < 1.0:
     raise ValueError(f"config.train.ema_decay must be in [0, 1); got {t.ema_decay}.")
   if t.checkpoint_every % t.log_every:

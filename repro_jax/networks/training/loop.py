@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from repro_jax import data as data_lib
 from repro_jax import io
 from repro_jax import sharding as sharding_lib
+from repro_jax import validation
 from repro_jax.networks.training import checkpoint
 from repro_jax.networks.training import config as config_lib
 from repro_jax.networks.training import step as step_lib
@@ -65,6 +66,7 @@ def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
     `(state, history)` with one dict per chunk.
   """
   history, step, t_begin, first = [], int(start), time.time(), True
+  saved = int(start) if start else None
   writer = open(metrics_path, "a") if metrics_path and _is_lead() else None
   try:
     while step < num_steps:
@@ -73,6 +75,7 @@ def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
       state, metrics = chunk(state, data, n)
       losses = np.asarray(metrics["loss"], np.float64)  # waits for the chunk
       dt = max(time.time() - t0, 1e-9)
+      check_finite(losses, state, start=step, saved=saved)
       step += n
       rate = n / dt
       record = {"step": step, "loss": float(losses.mean()),
@@ -94,10 +97,40 @@ def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
                    _fmt_eta(record["eta_sec"]))
       if save_fn is not None and (step % checkpoint_every == 0 or step == num_steps):
         save_fn(step, state)
+        saved = step
   finally:
     if writer is not None:
       writer.close()
   return state, history
+
+
+@jax.jit
+def _finite(state) -> jax.Array:
+  """Whether the parameters and their EMA hold only finite values."""
+  return jnp.all(jnp.isfinite(state.params)) & jnp.all(jnp.isfinite(state.ema))
+
+
+def check_finite(losses: np.ndarray, state, *, start: int, saved: int | None) -> None:
+  """Stop (`DivergedError`, naming the step) once a loss or a parameter is not finite.
+
+  Args:
+    losses: the chunk's losses `[n]` or `[n, M]`; row i is step `start + i + 1`.
+    state: the state after the chunk.
+    saved: the last checkpointed step (named in the message), or None.
+  """
+  where = validation.first_non_finite(losses)
+  if where is not None:
+    model = f" (model {where[1]})" if losses.ndim == 2 else ""
+    what = f"loss {losses[where]} at step {start + where[0] + 1}{model}"
+  elif not bool(_finite(state)):
+    what = f"parameters after step {start + len(losses)}"
+  else:
+    return
+  kept = (f"the last checkpoint, step {saved}, is kept" if saved is not None
+          else "no checkpoint was written")
+  raise validation.DivergedError(
+      f"training diverged: non-finite {what}; stopped without saving it ({kept}). "
+      "Lower config.optim.learning_rate or check the data.")
 
 
 def data_arrays(dataset: data_lib.Dataset, indices, count, sharding=None):
