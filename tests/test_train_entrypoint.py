@@ -69,6 +69,39 @@ def test_train_writes_outputs_and_resumes(tmp_path):
   assert r.returncode != 0 and "no checkpoints" in r.stderr
 
 
+def _sample(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_COMPILATION_CACHE_DIR=str(_CACHE))
+  return subprocess.run([sys.executable, "-m", "experiments.sample", *args], cwd=_ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_sample_reports_a_damaged_checkpoint(tmp_path):
+  """A truncated latest step: sampling names it and uses the previous one; with
+  every step damaged it stops with one line."""
+  cfg = settings_lib.parse(training.TrainSettings, {
+      "data": {"num_train": 24}, "model": {"name": "mlp", "hidden": 32, "depth": 1, "emb_dim": 16},
+      "train": {"batch_size": 16, "num_steps": 20, "log_every": 10, "checkpoint_every": 10,
+                "num_devices": 1}})
+  wd = tmp_path / "run"
+  training.train(cfg, str(wd))
+
+  def truncate(step):
+    files = [p for p in (wd / "checkpoints" / str(step) / "state").rglob("*") if p.is_file()]
+    big = max(files, key=lambda p: p.stat().st_size)
+    big.write_bytes(big.read_bytes()[:100])
+
+  truncate(20)
+  r = _sample(f"--checkpoint={wd}", "--num_samples=2", "--steps=3", f"--out={tmp_path / 'a.npz'}")
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "checkpoint step 20" in r.stderr and "damaged" in r.stderr
+  assert json.loads(str(np.load(tmp_path / "a.npz")["meta"]))["checkpoint_step"] == 10
+  truncate(10)
+  r = _sample(f"--checkpoint={wd}", "--num_samples=2", "--steps=3", f"--out={tmp_path / 'b.npz'}")
+  assert r.returncode != 0 and "Traceback" not in r.stderr
+  assert "no intact checkpoint" in r.stderr.strip().splitlines()[-1]
+  assert not (tmp_path / "b.npz").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (("--config.data.name=cifar10",), "needs config.data.path"),
     (("--config.model.width=10",), "do not divide"),

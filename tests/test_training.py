@@ -217,6 +217,9 @@ def test_train_many_matches_models_trained_alone(tmp_path):
   assert meta["num_models"] == 2
   with pytest.raises(ValueError, match="model_index"):
     training.load_denoiser(str(tmp_path / "many"))
+  _damage(tmp_path / "many", 20, "flip")   # its only step: nothing to resume from
+  with pytest.raises(checkpoint.CheckpointError, match="no intact checkpoint .* 20 "):
+    training.train_many(_typed(cfg), str(tmp_path / "many"), seeds=(3, 4), subsets=subsets)
 
 
 def test_train_many_in_memory_dataset_matches_the_file(tmp_path):
@@ -371,3 +374,58 @@ def test_a_non_finite_state_is_never_saved(tmp_path):
   mngr.wait_until_finished()
   assert mngr.all_steps() == []
   mngr.close()
+
+
+def _largest_file(directory):
+  files = [p for p in pathlib.Path(directory).rglob("*") if p.is_file()]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def _damage(workdir, step, how):
+  """Damage checkpoint `step`: flip bytes of its parameters, or truncate a file."""
+  ckpt = pathlib.Path(workdir) / "checkpoints" / str(step)
+  path = {"flip": _largest_file(ckpt / "state"), "truncate_state": _largest_file(ckpt / "state"),
+          "truncate_meta": ckpt / "meta" / "metadata"}[how]
+  raw = bytearray(path.read_bytes())
+  if how == "flip":
+    for i in range(len(raw) // 2, len(raw) // 2 + 8):
+      raw[i] ^= 0xFF
+  else:
+    raw = raw[:len(raw) // 2]
+  path.write_bytes(bytes(raw))
+
+
+def _meta(workdir, step):
+  return json.loads((pathlib.Path(workdir) / "checkpoints" / str(step) / "meta" / "metadata")
+                    .read_text())
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate_state", "truncate_meta"])
+def test_damaged_checkpoint_is_reported_and_the_previous_step_used(tmp_path, how, caplog):
+  import shutil
+  cfg = _mlp_config(num_steps=20, log_every=10, checkpoint_every=10)
+  good = tmp_path / "good"
+  training.train(_typed(cfg), str(good))
+  wd = tmp_path / "run"
+  shutil.copytree(good, wd)
+  _damage(wd, 20, how)
+  caplog.set_level("WARNING")
+  _, meta = training.load_denoiser(str(wd))
+  assert meta["step"] == 10
+  assert "checkpoint step 20" in caplog.text and "damaged" in caplog.text
+  with pytest.raises(checkpoint.CheckpointError, match="step 20 .* is damaged"):
+    training.load_denoiser(str(wd), step=20)
+  # Resuming falls back to step 10, sets step 20 aside and trains it again: the
+  # same bytes as the intact run.
+  _, history = training.train(_typed(cfg), str(wd))
+  assert [h["step"] for h in history] == [20]
+  assert sorted(os.listdir(wd / "checkpoints"), key=int) == ["10", "20"]
+  assert os.listdir(wd / "checkpoints_damaged") == ["20"]
+  assert _meta(wd, 20)["checksum"] == _meta(good, 20)["checksum"]
+  # Nothing intact: one clear error.
+  _damage(wd, 10, how)
+  _damage(wd, 20, how)
+  with pytest.raises(checkpoint.CheckpointError, match="no intact checkpoint .* 20, 10"):
+    training.load_denoiser(str(wd))
+  with pytest.raises(checkpoint.CheckpointError, match="no intact checkpoint"):
+    training.train(_typed(cfg), str(wd))

@@ -5,25 +5,46 @@ One `CheckpointManager` per run under `workdir/checkpoints`, keeping the last
 
 - `state`: the `TrainState` pytree (one model, or M stacked models);
 - `data`: `{'indices': [N] or [M, N], 'count': [] or [M]}`;
-- `meta`: JSON with the config, the data shape and the number of models.
+- `meta`: JSON with the config, the data shape, the number of models and the
+  SHA-256 `checksum` of `state` and `data` as saved.
 
 A state with a NaN or inf is never saved (`validation.DivergedError`), so the
 manager's rotation only ever removes finite checkpoints in favour of newer
-finite ones (docs/theory.md §0.5).
+finite ones.  `restore` verifies the checksums and, when the latest step is
+damaged (unreadable, truncated, or its bytes changed), reports it by step
+number and falls back to the previous intact step (docs/theory.md §0.5).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Any
+import shutil
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from repro_jax import validation
 
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "checkpoints_damaged"
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be used: the asked-for step is damaged, or none is intact."""
+
+
+class Restored(NamedTuple):
+  """A verified checkpoint: its step, metadata, data subset and state, and the
+  newer steps that were found damaged (`[(step, reason)]`)."""
+  step: int
+  meta: dict
+  data: dict
+  state: Any
+  damaged: list
 
 
 def manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
@@ -38,6 +59,16 @@ def _host(x) -> np.ndarray:
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     x = x.addressable_data(0)
   return np.asarray(x)
+
+
+def checksum(tree) -> str:
+  """SHA-256 of a pytree's leaves (paths, dtypes, shapes and bytes), in order."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = np.ascontiguousarray(_host(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}:{a.dtype.str}{a.shape};".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
 
 
 def non_finite_leaves(tree) -> list[str]:
@@ -58,17 +89,23 @@ def save(mngr: ocp.CheckpointManager, step: int, state, indices, count,
     validation.DivergedError: the state holds a NaN or inf (nothing is written).
   """
   data = {"indices": np.asarray(indices, np.int32), "count": np.asarray(count, np.int32)}
-  bad = non_finite_leaves(state)
+  host = jax.tree.map(_host, state)
+  bad = non_finite_leaves(host)
   if bad:
     raise validation.DivergedError(
         f"refusing to save checkpoint step {step}: {', '.join(bad)} hold NaN or inf.")
+  meta = dict(meta, checksum={"state": checksum(host), "data": checksum(data)})
   mngr.save(int(step), args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), data=ocp.args.StandardSave(data),
       meta=ocp.args.JsonSave(meta)))
 
 
 def restore_meta(mngr: ocp.CheckpointManager, step: int | None = None):
-  """`(step, meta, data)` of the latest (or given) checkpoint, or None if there is none."""
+  """`(step, meta, data)` of the latest (or given) checkpoint, or None if there is none.
+
+  Reads only the metadata and the data subset, unverified; `restore` is the
+  checked way to resume or load.
+  """
   step = mngr.latest_step() if step is None else int(step)
   if step is None:
     return None
@@ -80,7 +117,7 @@ def restore_meta(mngr: ocp.CheckpointManager, step: int | None = None):
 
 def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state,
                   sharding=None):
-  """Restore the state at `step` into the structure of `abstract_state`.
+  """Restore the state at `step` into the structure of `abstract_state` (unverified).
 
   Args:
     abstract_state: pytree of arrays or ShapeDtypeStructs with the target layout.
@@ -95,3 +132,99 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state,
   out = mngr.restore(int(step), args=ocp.args.Composite(
       state=ocp.args.StandardRestore(target)))
   return out.state
+
+
+def _reason(e: BaseException) -> str:
+  """One short line for why a checkpoint could not be read."""
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  text = lines[0].split(" See full TensorStore details")[0] if lines else ""
+  if len(text) > 160:
+    text = text[:157] + "..."
+  kind = "" if type(e) is Exception else f"{type(e).__name__}: "
+  return f"{kind}{text}" if text else type(e).__name__
+
+
+def _read_meta(mngr, step: int):
+  _, meta, data = restore_meta(mngr, step)
+  missing = [k for k in ("config", "data_shape", "num_models") if k not in meta]
+  if missing:
+    raise ValueError(f"metadata lacks {', '.join(missing)}")
+  return meta, data
+
+
+def _verify(meta: dict, name: str, tree) -> None:
+  expected = meta.get("checksum", {}).get(name)
+  if expected is not None and checksum(tree) != expected:
+    raise ValueError(f"the {name} does not match its checksum (bytes changed)")
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_fn: Callable[[dict, dict], Any],
+            sharding=None, *, step: int | None = None,
+            set_aside: bool = False) -> Restored | None:
+  """The latest intact checkpoint (or `step`), verified against its checksums.
+
+  A damaged step (unreadable or truncated files, or bytes that no longer match
+  the checksum) is logged by step number and the previous step is tried.
+
+  Args:
+    abstract_fn: `(meta, data) -> abstract state` for a readable step; errors
+      it raises (e.g. a refused config) propagate unchanged.
+    step: restore exactly this step (no fallback).
+    set_aside: move the damaged steps newer than the restored one to
+      `workdir/checkpoints_damaged/` so that training can save those steps again.
+
+  Returns:
+    `Restored`, or None when the directory holds no checkpoint.
+
+  Raises:
+    CheckpointError: `step` is damaged, or every step is.
+  """
+  directory = str(mngr.directory)
+  steps = sorted(mngr.all_steps(), reverse=True) if step is None else [int(step)]
+  damaged = []
+  for s in steps:
+    try:
+      meta, data = _read_meta(mngr, s)
+      _verify(meta, "data", data)
+    except Exception as e:  # noqa: BLE001  (orbax / TensorStore raise many kinds)
+      damaged.append((s, _reason(e)))
+    else:
+      target = abstract_fn(meta, data)
+      try:
+        state = restore_state(mngr, s, target, sharding)
+        _verify(meta, "state", state)
+      except Exception as e:  # noqa: BLE001
+        damaged.append((s, _reason(e)))
+      else:
+        if damaged and set_aside:
+          _set_aside(mngr, [d for d, _ in damaged])
+        if "checksum" not in meta:
+          logging.info("checkpoint step %d in %s has no checksum (written by an older "
+                       "version): not verified.", s, directory)
+        return Restored(s, meta, data, state, damaged)
+    if step is not None:
+      raise CheckpointError(f"checkpoint step {s} in {directory} is damaged "
+                            f"({damaged[-1][1]}).")
+    logging.warning("checkpoint step %d in %s is damaged (%s); trying the previous step.",
+                    s, directory, damaged[-1][1])
+  if damaged:
+    raise CheckpointError(
+        f"no intact checkpoint in {directory}: step(s) "
+        f"{', '.join(str(d) for d, _ in damaged)} are damaged ({damaged[0][1]}); "
+        "remove the directory or use a new workdir.")
+  return None
+
+
+def _set_aside(mngr: ocp.CheckpointManager, steps) -> None:
+  """Move damaged steps out of the manager's directory (kept for inspection)."""
+  directory = os.path.abspath(str(mngr.directory))
+  if jax.process_index() == 0:
+    target = os.path.join(os.path.dirname(directory), DAMAGED_DIR)
+    os.makedirs(target, exist_ok=True)
+    for s in steps:
+      dest, i = os.path.join(target, str(s)), 1
+      while os.path.exists(dest):
+        dest, i = os.path.join(target, f"{s}.{i}"), i + 1
+      shutil.move(os.path.join(directory, str(s)), dest)
+      logging.warning("moved damaged checkpoint step %d to %s", s, dest)
+  mngr.reload()

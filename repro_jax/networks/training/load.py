@@ -76,26 +76,30 @@ def load_denoiser(workdir: str, *, use_ema: bool = True, step: int | None = None
     raise FileNotFoundError(f"no checkpoints under {workdir!r} (expected "
                             f"{checkpoint.CHECKPOINT_DIR}/ written by train).")
   mngr = checkpoint.manager(workdir)
-  try:
-    restored = checkpoint.restore_meta(mngr, step)
-    if restored is None:
-      raise FileNotFoundError(f"no checkpoint in {workdir}/{checkpoint.CHECKPOINT_DIR}.")
-    step, meta, data = restored
+  built = {}
+
+  def abstract(meta, _):
     cfg = settings_lib.parse(TrainSettings, meta["config"])
     num_models, stacked = int(meta["num_models"]), bool(meta.get("stacked", False))
     if stacked and model_index is None:
       raise ValueError(f"{workdir} holds {num_models} models: pass model_index.")
     trainer = step_lib.make_trainer(cfg, tuple(meta["data_shape"]))
-    seeds = meta.get("seeds", [0])
+    built.update(cfg=cfg, num_models=num_models, stacked=stacked, trainer=trainer)
     init = lambda k: step_lib.init_state(trainer, k)
     if stacked:
-      keys = jnp.stack([jax.random.key(0)] * num_models)
-      abstract = jax.eval_shape(jax.vmap(init), keys)
-    else:
-      abstract = jax.eval_shape(init, jax.random.key(0))
-    state = checkpoint.restore_state(mngr, step, abstract)
+      return jax.eval_shape(jax.vmap(init), jnp.stack([jax.random.key(0)] * num_models))
+    return jax.eval_shape(init, jax.random.key(0))
+
+  try:  # the latest intact step (or `step`), verified against its checksum
+    restored = checkpoint.restore(mngr, abstract, step=step)
+    if restored is None:
+      raise FileNotFoundError(f"no checkpoint in {workdir}/{checkpoint.CHECKPOINT_DIR}.")
   finally:
     mngr.close()
+  step, meta, data, state = restored.step, restored.meta, restored.data, restored.state
+  cfg, trainer = built["cfg"], built["trainer"]
+  num_models, stacked = built["num_models"], built["stacked"]
+  seeds = meta.get("seeds", [0])
   params = state.ema if use_ema else state.params
   indices = data["indices"]
   if stacked:

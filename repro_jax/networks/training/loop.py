@@ -168,19 +168,22 @@ def _start(cfg, workdir, mngr, trainer, dataset, sharding):
   """`(state, step, indices)`: fresh, or restored from the latest checkpoint."""
   init = lambda k: step_lib.init_state(trainer, k)
   key = jax.random.key(int(cfg.seed))
-  restored = checkpoint.restore_meta(mngr)
-  if restored is None:
-    indices = data_lib.subset_indices(int(cfg.data.subset_seed), len(dataset),
-                                      int(cfg.data.num_train))
-    state, start = jax.device_put(init(key), sharding), 0
-  else:
-    start, saved_meta, saved = restored
+
+  def abstract(saved_meta, saved):
     check_same_run(saved_meta["config"], cfg, workdir)
     indices = saved["indices"]
     if indices.max(initial=0) >= len(dataset):
       raise ValueError(f"checkpoint indices reach {int(indices.max())} but the dataset "
                        f"has {len(dataset)} rows: was it trained on other data?")
-    state = checkpoint.restore_state(mngr, start, jax.eval_shape(init, key), sharding)
+    return jax.eval_shape(init, key)
+
+  restored = checkpoint.restore(mngr, abstract, sharding, set_aside=True)
+  if restored is None:
+    indices = data_lib.subset_indices(int(cfg.data.subset_seed), len(dataset),
+                                      int(cfg.data.num_train))
+    state, start = jax.device_put(init(key), sharding), 0
+  else:
+    start, state, indices = restored.step, restored.state, restored.data["indices"]
     logging.info("Resumed from step %d in %s", start, workdir)
   if _is_lead():
     data_lib.save_indices(workdir, indices)

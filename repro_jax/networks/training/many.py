@@ -111,20 +111,23 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
                                                          cfg.train.keep_checkpoints)
   try:
     start, save_fn, metrics_path = 0, None, None
-    restored = None if mngr is None else checkpoint.restore_meta(mngr)
+
+    def abstract(saved_meta, saved):
+      loop.check_same_run(saved_meta["config"], cfg, workdir)
+      if saved_meta["num_models"] != m or not np.array_equal(saved["indices"], indices):
+        raise ValueError(f"{workdir} holds a different set of models or subsets; use "
+                         "a new workdir.")
+      return jax.eval_shape(jax.vmap(lambda k: step_lib.init_state(trainer, k)), keys)
+
+    restored = (None if mngr is None else
+                checkpoint.restore(mngr, abstract, replicated, set_aside=True))
     if restored is None:  # host-side init, model by model (no compile), then stacked
       states = jax.tree.map(lambda *a: jnp.stack(a),
                             *[step_lib.init_state(trainer, k) for k in keys])
       if replicated is not None:
         states = jax.device_put(states, replicated)
     else:
-      start, saved_meta, saved = restored
-      loop.check_same_run(saved_meta["config"], cfg, workdir)
-      if saved_meta["num_models"] != m or not np.array_equal(saved["indices"], indices):
-        raise ValueError(f"{workdir} holds a different set of models or subsets; use "
-                         "a new workdir.")
-      init = jax.vmap(lambda k: step_lib.init_state(trainer, k))
-      states = checkpoint.restore_state(mngr, start, jax.eval_shape(init, keys), replicated)
+      start, states = restored.step, restored.state
       logging.info("Resumed %d models from step %d in %s", m, start, workdir)
     if mngr is not None:
       meta = loop.run_meta(cfg, dataset, seeds, stacked=True)
