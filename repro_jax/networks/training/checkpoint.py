@@ -17,9 +17,12 @@ number and falls back to the previous intact step (docs/theory.md §0.5).
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import logging as std_logging
 import os
 import shutil
+import sys
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -144,6 +147,39 @@ def _reason(e: BaseException) -> str:
   return f"{kind}{text}" if text else type(e).__name__
 
 
+class _OrbaxReadTasks(std_logging.Filter):
+  def filter(self, record):
+    text = record.getMessage()
+    return not ("never retrieved" in text
+                and any(w in text for w in ("orbax", "OCDBT", "TensorStore")))
+
+
+def _quiet_failed_reads() -> None:
+  """Silence what a failed restore leaves behind, once a damaged step was seen.
+
+  TensorStore reads of a damaged file fail inside orbax's coroutines; the
+  reads still in flight then report "Event loop is closed", the pending
+  coroutines "Exception ignored" when collected and their tasks "Task
+  exception was never retrieved", each with a traceback after the one-line
+  report.  Only those are dropped; other errors reach the previous hook and
+  the asyncio log.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "quiet_failed_reads", False):
+    return
+  std_logging.getLogger("asyncio").addFilter(_OrbaxReadTasks())
+
+  def hook(unraisable):
+    text = f"{unraisable.exc_value} {unraisable.object!r}"
+    if ("Event loop is closed" in text or "reading array index" in text
+        or "_read_array_index" in text):
+      return
+    previous(unraisable)
+  hook.quiet_failed_reads = True
+  sys.unraisablehook = hook
+  gc.collect()
+
+
 def _read_meta(mngr, step: int):
   _, meta, data = restore_meta(mngr, step)
   missing = [k for k in ("config", "data_shape", "num_models") if k not in meta]
@@ -202,6 +238,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_fn: Callable[[dict, dict], Any
           logging.info("checkpoint step %d in %s has no checksum (written by an older "
                        "version): not verified.", s, directory)
         return Restored(s, meta, data, state, damaged)
+    _quiet_failed_reads()
     if step is not None:
       raise CheckpointError(f"checkpoint step {s} in {directory} is damaged "
                             f"({damaged[-1][1]}).")
