@@ -6,7 +6,8 @@ r"""Train a denoising network (U-Net or MLP) as configured.
 
 Writes `config.json`, `data_indices.npy`, `metrics.jsonl` and orbax
 `checkpoints/` under `--workdir`; run the same command again to resume from the
-latest checkpoint.  `--config.distributed=True` calls
+latest checkpoint (a changed config is refused, see `--allow_config_change`).
+`--config.distributed=True` calls
 `jax.distributed.initialize()` first (multi-host).  All the work is
 `repro_jax.networks.training.train`.
 """
@@ -25,6 +26,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.",
                                required=True)
 _PRINT = _cli.define_print_config()
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume although train.num_steps, train.log_every, "
+    "train.checkpoint_every, train.keep_checkpoints, train.num_devices, train.step_loop or "
+    "distributed differ from the checkpoint's config (recorded in config_changes.jsonl; "
+    "config.json keeps the run as started).  Other changes are always refused.")
 
 
 def main(argv):
@@ -48,7 +54,7 @@ def main(argv):
                          _WORKDIR.value)
   sharding.maybe_initialize_distributed(cfg.distributed)
   try:
-    training.train(cfg, _WORKDIR.value)
+    training.train(cfg, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
   except (ValueError, FileNotFoundError) as e:
     _cli.fail(str(e))
   print(f"wrote {os.path.abspath(_WORKDIR.value)}/ (checkpoints, metrics.jsonl, config.json)")

@@ -40,10 +40,15 @@ def test_train_writes_outputs_and_resumes(tmp_path):
   assert cfg["model"]["name"] == "mlp" and cfg["data"]["num_train"] == 24
   assert np.load(wd / "data_indices.npy").shape == (24,)
   assert sorted(os.listdir(wd / "checkpoints")) == ["10"]
+  r = _run(f"--config={_CONFIG}:smoke", f"--workdir={wd}", *_FAST, "--config.seed=1",
+           "--config.train.num_steps=10")
+  assert r.returncode != 0 and "another config (seed: 0 → 1)" in r.stderr, r.stderr[-3000:]
   r = _run(f"--config={_CONFIG}:smoke", f"--workdir={wd}", *_FAST,
-           "--config.train.num_steps=20")
+           "--config.train.num_steps=20", "--allow_config_change")
   assert r.returncode == 0, r.stderr[-3000:]
   assert "Resumed from step 10" in r.stderr
+  assert json.loads((wd / "config.json").read_text())["train"]["num_steps"] == 10
+  assert "train.num_steps" in (wd / "config_changes.jsonl").read_text()
   steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
   assert steps == [10, 20]
   denoise = training.load_denoiser(str(wd))

@@ -132,7 +132,7 @@ def test_resume_is_bit_identical(tmp_path):
   cfg.train.num_steps = 20
   training.train(_typed(cfg), str(part))  # "interrupted" after 20 steps
   cfg.train.num_steps = 30
-  resumed, hist_resumed = training.train(_typed(cfg), str(part))
+  resumed, hist_resumed = training.train(_typed(cfg), str(part), allow_config_change=True)
   assert [h["step"] for h in hist_resumed] == [30]
   for a, b in zip(_leaves(full), _leaves(resumed)):
     np.testing.assert_array_equal(a, b)
@@ -141,8 +141,8 @@ def test_resume_is_bit_identical(tmp_path):
   assert lines[-1]["loss"] == hist_full[-1]["loss"]
   # Only the last `keep_checkpoints` steps are kept.
   assert sorted(os.listdir(part / "checkpoints")) == ["20", "30"]
-  saved = json.loads((part / "config.json").read_text())
-  assert saved["model"]["name"] == "mlp" and saved["train"]["num_steps"] == 30
+  saved = json.loads((part / "config.json").read_text())   # the run as started
+  assert saved["model"]["name"] == "mlp" and saved["train"]["num_steps"] == 20
   indices = np.load(part / "data_indices.npy")
   assert indices.shape == (32,) and len(set(indices.tolist())) == 32
 
@@ -163,8 +163,8 @@ def test_resume_is_bit_identical(tmp_path):
   np.testing.assert_array_equal(training.network_denoiser(trainer, resumed.ema)(x, jnp.ones(3)),
                                 denoise(x, jnp.ones(3)))
   cfg.model.hidden = 64  # resuming with another network is refused
-  with pytest.raises(ValueError, match="different config.model"):
-    training.train(_typed(cfg), str(part))
+  with pytest.raises(ValueError, match="model.hidden: 32 → 64"):
+    training.train(_typed(cfg), str(part), allow_config_change=True)
 
 
 def test_eight_devices_match_one(mesh8):
@@ -429,3 +429,30 @@ def test_damaged_checkpoint_is_reported_and_the_previous_step_used(tmp_path, how
     training.load_denoiser(str(wd))
   with pytest.raises(checkpoint.CheckpointError, match="no intact checkpoint"):
     training.train(_typed(cfg), str(wd))
+
+
+def test_resume_with_another_config_is_refused_with_the_changed_fields(tmp_path):
+  cfg = _mlp_config(num_steps=10, log_every=10, checkpoint_every=10)
+  wd = tmp_path / "run"
+  training.train(_typed(cfg), str(wd))
+  record = (wd / "config.json").read_bytes()
+  cfg.seed = 1
+  cfg.optim.learning_rate = 3e-3
+  with pytest.raises(ValueError, match=r"another config \(optim.learning_rate: 0.001 → 0.003; "
+                     r"seed: 0 → 1\); resume with the same config, or use a new workdir"):
+    training.train(_typed(cfg), str(wd))
+  with pytest.raises(ValueError, match="cannot change optim.learning_rate, seed when resuming"):
+    training.train(_typed(cfg), str(wd), allow_config_change=True)
+  cfg.seed, cfg.optim.learning_rate = 0, 1e-3
+  cfg.train.num_steps = 20   # more steps: only with the explicit flag
+  with pytest.raises(ValueError, match="train.num_steps: 10 → 20.*--allow_config_change"):
+    training.train(_typed(cfg), str(wd))
+  _, history = training.train(_typed(cfg), str(wd), allow_config_change=True)
+  assert [h["step"] for h in history] == [20]
+  assert (wd / "config.json").read_bytes() == record            # never rewritten
+  lines = [json.loads(l) for l in (wd / "config_changes.jsonl").read_text().splitlines()]
+  assert len(lines) == 1 and lines[0]["step"] == 10
+  assert lines[0]["changes"] == {"train.num_steps": [10, 20]}
+  # The latest checkpoint now records 20 steps: the same command resumes unchanged.
+  _, history = training.train(_typed(cfg), str(wd))
+  assert history == [] and len((wd / "config_changes.jsonl").read_text().splitlines()) == 1

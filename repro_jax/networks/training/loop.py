@@ -8,6 +8,13 @@ as an uninterrupted run would (same chunk boundaries, keys from
 `config.step_loop`); between chunks the loop logs loss, steps/s and ETA,
 appends a JSON line to `workdir/metrics.jsonl` and saves a checkpoint every
 `checkpoint_every` steps.
+
+A resumed run keeps the config of its checkpoint: a changed field is refused
+with the list of changes, unless `allow_config_change` lets one of
+`RESUMABLE_CHANGES` (steps, logging, checkpointing, devices) change; then
+`config.json` still records the run as started and the change is appended to
+`config_changes.jsonl`.  A non-finite loss or parameter stops the run
+(`validation.DivergedError`) before anything is saved from it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from repro_jax import data as data_lib
 from repro_jax import io
+from repro_jax import settings as settings_lib
 from repro_jax import sharding as sharding_lib
 from repro_jax import validation
 from repro_jax.networks.training import checkpoint
@@ -33,17 +41,28 @@ from repro_jax.networks.training import step as step_lib
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
+CHANGES_FILE = "config_changes.jsonl"
+# What a resumed run may change (with `allow_config_change`): when it stops,
+# how often it logs and checkpoints, and how the same steps are executed.  Any
+# other field changes what the state means or how it continues (the seed and
+# the data subset live in the checkpoint, the optimizer and batch define the
+# trajectory), so the run would no longer be the run its config.json records.
+RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
+                     "train.keep_checkpoints", "train.num_devices", "train.step_loop",
+                     "distributed")
 
 
 def _is_lead() -> bool:
   return jax.process_index() == 0
 
 
-def write_config(workdir: str, cfg) -> None:
-  """`workdir/config.json`, written atomically by process 0."""
-  if not _is_lead():
+def write_config(workdir: str, cfg, *, replace: bool = True) -> None:
+  """`workdir/config.json`, the record of the run as started, written atomically by
+  process 0; `replace=False` (a resumed run) keeps an existing record."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not _is_lead() or (not replace and os.path.exists(path)):
     return
-  io.write_text(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(cfg))
+  io.write_text(path, config_lib.to_json(cfg))
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -147,14 +166,71 @@ def run_meta(cfg, dataset, seeds, *, stacked: bool) -> dict:
           "stacked": bool(stacked), "seeds": [int(s) for s in seeds]}
 
 
-def check_same_run(saved_config: dict, cfg, workdir: str) -> None:
-  """A resumed run must keep the data, model and diffusion settings of the saved one."""
-  current = json.loads(config_lib.to_json(cfg))
-  for section in ("data", "model", "diffusion"):
-    if saved_config.get(section) != current[section]:
-      raise ValueError(f"{workdir} holds a run with a different config.{section} "
-                       f"({saved_config.get(section)} vs {current[section]}); resume "
-                       "with the same settings or use a new workdir.")
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_diff(saved_config: dict, cfg) -> dict[str, tuple]:
+  """`{dotted field: (saved, current)}` for every field that differs.
+
+  The saved config is read with today's defaults, so a field added to
+  `TrainSettings` since the checkpoint was written is no difference.
+  """
+  try:
+    saved_config = settings_lib.to_dict(settings_lib.parse(type(cfg), saved_config))
+  except ValueError:
+    pass
+  old, new = _flat(saved_config), _flat(settings_lib.to_dict(cfg))
+  missing = "(absent)"
+  return {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(set(old) | set(new))
+          if old.get(k, missing) != new.get(k, missing)}
+
+
+def check_same_run(saved_config: dict, cfg, workdir: str,
+                   allow_change: bool = False) -> dict[str, tuple]:
+  """A resumed run keeps the config of its checkpoint (docs/theory.md §0.5).
+
+  Args:
+    allow_change: accept changes of the `RESUMABLE_CHANGES` fields.
+
+  Returns:
+    The accepted changes, `{dotted field: (old, new)}`.
+
+  Raises:
+    ValueError: listing the changed fields (`name: old → new`) when any field
+      changed without `allow_change`, or one outside `RESUMABLE_CHANGES`.
+  """
+  changes = config_diff(saved_config, cfg)
+  if not changes:
+    return {}
+  text = "; ".join(f"{k}: {json.dumps(a)} → {json.dumps(b)}" for k, (a, b) in changes.items())
+  unsafe = [k for k in changes if k not in RESUMABLE_CHANGES]
+  if unsafe and allow_change:
+    raise ValueError(f"cannot change {', '.join(unsafe)} when resuming {workdir} ({text}); "
+                     f"only {', '.join(RESUMABLE_CHANGES)} may change: use a new workdir.")
+  if not allow_change:
+    hint = ("" if unsafe else ", pass --allow_config_change (allow_config_change=True) to "
+            "record the change")
+    raise ValueError(f"{workdir} holds a run with another config ({text}); resume with the "
+                     f"same config{hint}, or use a new workdir.")
+  return changes
+
+
+def record_changes(workdir: str, step: int, changes: dict) -> None:
+  """Append the accepted config changes to `workdir/config_changes.jsonl`."""
+  logging.warning("Resuming %s at step %d with changed config: %s", workdir, step,
+                  ", ".join(f"{k} {a} → {b}" for k, (a, b) in changes.items()))
+  if _is_lead():
+    line = {"step": int(step), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "changes": {k: [a, b] for k, (a, b) in changes.items()}}
+    with open(os.path.join(workdir, CHANGES_FILE), "a") as f:
+      f.write(json.dumps(line) + "\n")
 
 
 def prepare(cfg, num_devices: int):
@@ -164,13 +240,15 @@ def prepare(cfg, num_devices: int):
   return dataset
 
 
-def _start(cfg, workdir, mngr, trainer, dataset, sharding):
+def _start(cfg, workdir, mngr, trainer, dataset, sharding, allow_change=False):
   """`(state, step, indices)`: fresh, or restored from the latest checkpoint."""
   init = lambda k: step_lib.init_state(trainer, k)
   key = jax.random.key(int(cfg.seed))
+  changes = {}
 
   def abstract(saved_meta, saved):
-    check_same_run(saved_meta["config"], cfg, workdir)
+    changes.clear()
+    changes.update(check_same_run(saved_meta["config"], cfg, workdir, allow_change))
     indices = saved["indices"]
     if indices.max(initial=0) >= len(dataset):
       raise ValueError(f"checkpoint indices reach {int(indices.max())} but the dataset "
@@ -185,19 +263,25 @@ def _start(cfg, workdir, mngr, trainer, dataset, sharding):
   else:
     start, state, indices = restored.step, restored.state, restored.data["indices"]
     logging.info("Resumed from step %d in %s", start, workdir)
+    if changes:
+      record_changes(workdir, start, changes)
   if _is_lead():
     data_lib.save_indices(workdir, indices)
   return state, start, indices
 
 
-def train(cfg, workdir: str, *, mesh=None):
+def train(cfg, workdir: str, *, mesh=None, allow_config_change: bool = False):
   """Train one model as configured, resuming from `workdir` if it holds checkpoints.
 
   Args:
-    cfg: a config from `configs/train.py` (ConfigDict).
+    cfg: `TrainSettings` (parsed from `configs/train.py`).
     workdir: output directory (config.json, data_indices.npy, metrics.jsonl,
-      checkpoints/).
+      checkpoints/, and config_changes.jsonl once a resume changed the config).
     mesh: 1-D mesh with axis "data"; default `cfg.train.num_devices` devices.
+    allow_config_change: resume although `RESUMABLE_CHANGES` fields differ from
+      the checkpoint's config; config.json keeps the original run and the
+      change is appended to config_changes.jsonl.  Without it any change is
+      refused with the list of changed fields.
 
   Returns:
     `(state, history)`: the final `TrainState` and the per-chunk metrics.
@@ -211,8 +295,9 @@ def train(cfg, workdir: str, *, mesh=None):
                                   NamedSharding(mesh, P(sharding_lib.DATA_AXIS)))
   mngr = checkpoint.manager(workdir, cfg.train.keep_checkpoints)
   try:
-    state, start, indices = _start(cfg, workdir, mngr, trainer, dataset, replicated)
-    write_config(workdir, cfg)
+    state, start, indices = _start(cfg, workdir, mngr, trainer, dataset, replicated,
+                                   allow_config_change)
+    write_config(workdir, cfg, replace=start == 0)
     data = data_arrays(dataset, indices, len(indices), replicated)
     meta = run_meta(cfg, dataset, [cfg.seed], stacked=False)
     chunk = step_lib.jit_chunk(trainer, state_sharding=replicated,

@@ -133,7 +133,7 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
       meta = loop.run_meta(cfg, dataset, seeds, stacked=True)
       save_fn = lambda step, st: checkpoint.save(mngr, step, st, indices, counts, meta)
       metrics_path = os.path.join(workdir, loop.METRICS_FILE)
-      loop.write_config(workdir, cfg)
+      loop.write_config(workdir, cfg, replace=restored is None)
       data_lib.save_indices(workdir, indices)  # [M, N_max]; counts in the checkpoint
     chunk = step_lib.jit_chunk(trainer, many=True, state_sharding=replicated,
                                loop=config_lib.step_loop(cfg))
