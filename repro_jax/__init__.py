@@ -17,7 +17,7 @@ may import):
 - top level: `settings` (typed frozen settings), `io` (atomic writes),
   `plotting`, `sharding` (the one device mesh), `validation`, `data`.
 
-Noise convention (THEORY.md §0): `x_t = s_t (x0 + σ_t ε)`; the low-dim talk's
+Noise convention (docs/theory.md §0): `x_t = s_t (x0 + σ_t ε)`; the low-dim talk's
 `(α_t, β_t) = (s_t, s_t σ_t)`; DDIM's `ᾱ_t = 1 / (1 + σ_t²)`.
 """
 

@@ -6,7 +6,7 @@ import numpy as np
 def np_ncc(a, b):
   """Normalized cross-correlation of every row of `a` with every row of `b`, `[A, B]`.
 
-  Each sample is flattened, centred and scaled to unit norm (THEORY.md §5).
+  Each sample is flattened, centred and scaled to unit norm (docs/theory.md §5).
   """
   a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
   b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)

@@ -131,7 +131,7 @@ def test_head_round_trips(x64):
 
 
 def _gaussian_posterior_np(x, mu, cov, alpha, beta):
-  """E[x0 | x_t] = μ + α Σ (α² Σ + β² I)⁻¹ (x_t − α μ) (THEORY.md §1)."""
+  """E[x0 | x_t] = μ + α Σ (α² Σ + β² I)⁻¹ (x_t − α μ) (docs/theory.md §1)."""
   d = len(mu)
   gain = alpha * cov @ np.linalg.inv(alpha**2 * cov + beta**2 * np.eye(d))
   return mu + (x - alpha * mu) @ gain.T

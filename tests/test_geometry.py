@@ -1,4 +1,4 @@
-"""Distances, projections and the smoothed distance (THEORY.md §2)."""
+"""Distances, projections and the smoothed distance (docs/theory.md §2)."""
 
 import math
 

@@ -111,7 +111,7 @@ def _np_noise(key, i, shape):
 
 
 def _np_sigma_form(x, sigmas, gamma, mu, key):
-  """NumPy transcription of THEORY.md §2 (σ-form DDIM / DDPM / gradient estimation)."""
+  """NumPy transcription of docs/theory.md §2 (σ-form DDIM / DDPM / gradient estimation)."""
   eps_prev = None
   for i in range(len(sigmas) - 1):
     s, s_prev = sigmas[i], sigmas[i + 1]
@@ -137,7 +137,7 @@ def test_sigma_form_matches_numpy_transcription(x64, gamma, mu, final):
 
 
 def test_ddim_eta_matches_numpy_transcription_on_ddpm_table(x64):
-  """DDIM-η (THEORY.md §3) on DDPM's ᾱ table at τ = leading sub-sequence, then α_0 := 1."""
+  """DDIM-η (docs/theory.md §3) on DDPM's ᾱ table at τ = leading sub-sequence, then α_0 := 1."""
   n, eta, key = 8, 0.5, jax.random.key(11)
   sched = schedules.get_schedule("ddpm")
   tau = (np.arange(n) * (1000 // n))[::-1]

@@ -252,7 +252,8 @@ def test_train_many_on_eight_devices_matches_one(mesh8, tmp_path):
   cfg.train.num_steps = 10
   training.train_many(_typed(cfg), wd, seeds=(3, 4), subsets=subsets, mesh=mesh8)
   cfg.train.num_steps = 20
-  many, hist = training.train_many(_typed(cfg), wd, seeds=(3, 4), subsets=subsets, mesh=mesh8)
+  many, hist = training.train_many(_typed(cfg), wd, seeds=(3, 4), subsets=subsets, mesh=mesh8,
+                                   allow_config_change=True)
   assert [h["step"] for h in hist] == [20]
   assert len(many.params.sharding.device_set) == 8 and many.params.sharding.is_fully_replicated
   np.testing.assert_allclose(many.params, one.params, rtol=1e-4, atol=1e-5)
@@ -351,7 +352,8 @@ def test_divergence_stops_training_and_keeps_the_finite_checkpoints(tmp_path, mo
     training.train(_typed(cfg), str(wd))
   # Nothing was saved from the diverged state; rotation kept the finite steps.
   assert sorted(os.listdir(wd / "checkpoints"), key=int) == ["10", "20"]
-  denoise, meta = training.load_denoiser(str(wd))
+  denoise = training.load_denoiser(str(wd))
+  meta = denoise.info
   assert meta["step"] == 20
   assert np.all(np.isfinite(denoise(jnp.ones((2, 8, 8, 1)), jnp.ones(2))))
   assert [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()] == [
@@ -410,7 +412,7 @@ def test_damaged_checkpoint_is_reported_and_the_previous_step_used(tmp_path, how
   shutil.copytree(good, wd)
   _damage(wd, 20, how)
   caplog.set_level("WARNING")
-  _, meta = training.load_denoiser(str(wd))
+  meta = training.load_denoiser(str(wd)).info
   assert meta["step"] == 10
   assert "checkpoint step 20" in caplog.text and "damaged" in caplog.text
   with pytest.raises(checkpoint.CheckpointError, match="step 20 .* is damaged"):

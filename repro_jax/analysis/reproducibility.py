@@ -1,6 +1,6 @@
 """Reproducibility of trained models: shared noises, pairwise scores, regimes, plane maps.
 
-The pieces the reproducibility experiments share (THEORY.md §4–§5):
+The pieces the reproducibility experiments share (docs/theory.md §4–§5):
 
 - `fixed_noises`: the one set of starting noises `z [B, ...]` every model uses,
   drawn once from a seed and saved;

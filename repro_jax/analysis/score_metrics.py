@@ -1,6 +1,6 @@
 """Score error and per-sample generalization labels for models of a MoLRG.
 
-THEORY.md §5 (low-dim talk): a model trained on N samples of a mixture of
+docs/theory.md §5 (low-dim talk): a model trained on N samples of a mixture of
 low-rank Gaussians is judged by
 
 - `L_score = E_{σ, x0, ε} ‖s_θ(x_σ, σ) − s_MoLRG(x_σ, σ)‖`: the distance of its
@@ -8,7 +8,7 @@ low-rank Gaussians is judged by
 - its samples `F_θ(ε)`: are they on the support (the union of subspaces) and
   are they new, or copies of training points?
 
-Conventions: VE coordinates (`x_σ = x0 + σ ε`, THEORY.md §0), in which the score
+Conventions: VE coordinates (`x_σ = x0 + σ ε`, docs/theory.md §0), in which the score
 of any canonical denoiser `D(x, σ)` is `(D − x) / σ²`.  Shapes: `B` samples,
 `N` training points, `D` flattened dimension, `K` components, `R` max rank,
 `S` noise levels.  The array functions are pure and jittable / vmappable (over

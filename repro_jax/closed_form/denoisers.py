@@ -1,4 +1,4 @@
-"""Closed-form posterior means `D(x_t) = E[x0 | x_t]` (THEORY.md §1).
+"""Closed-form posterior means `D(x_t) = E[x0 | x_t]` (docs/theory.md §1).
 
 Noise convention: `x_t = scale · (x0 + sigma · ε)` unless a function says
 otherwise (`molrg_denoiser` takes the low-dim talk's `x_t = α x0 + β ε`).

@@ -66,9 +66,9 @@ def to_x0(head: str, out, x_t, scale, sigma):
   if head == "score":
     return x0_from_eps(x_t, eps_from_score(out, scale, sigma), scale, sigma)
   if head == "v":
-    # v = a ε − b x0 and x_t/s = x0 + σ ε  ⇒  x0 = a (x_t/s) − b v  (a² + b² = 1, b = σ a).
+    # v = a ε − b x0 and x_t/s = x0 + σ ε  ⇒  x0 = a² (x_t/s) − b v  (a² + b² = 1, b = σ a).
     a, b = _vp_coeffs(sigma, x_t)
-    return a * (x_t / bcast(scale, x_t)) * a - b * out
+    return a * a * (x_t / bcast(scale, x_t)) - b * out
   raise validation.unknown_name("head", head, HEADS)
 
 

@@ -1,6 +1,6 @@
 """Noise schedules and sampling grids.
 
-Convention (THEORY.md §0): every schedule is a forward kernel
+Convention (docs/theory.md §0): every schedule is a forward kernel
 
     x_t = s_t (x0 + σ_t ε),   ε ~ N(0, I),
 

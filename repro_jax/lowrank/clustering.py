@@ -1,4 +1,4 @@
-"""K-subspaces clustering, subspace distances and label accuracy (THEORY.md §4–§5).
+"""K-subspaces clustering, subspace distances and label accuracy (docs/theory.md §4–§5).
 
 The subspace-clustering problem of the low-dim talk,
 

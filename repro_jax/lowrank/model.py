@@ -1,4 +1,4 @@
-"""Parameterized low-rank denoisers and their training (low-dim talk; THEORY.md §4).
+"""Parameterized low-rank denoisers and their training (low-dim talk; docs/theory.md §4).
 
 Noise convention: the low-dim talk's `x_t = α_t x0 + β_t ε` with `α = s`,
 `β = s σ` of a schedule from `repro_jax.diffusion.schedules` (VP by default).  Both models
@@ -338,7 +338,7 @@ def expected_denoising_loss(basis, data, mask, cfg: TrainConfig):
   `E_ε ‖c U Uᵀ (α y + β ε) − y‖² = ‖(c α U Uᵀ − I) y‖² + c² β² ‖U Uᵀ‖_F²`,
   `c = α/(α² + β²)`.  For orthonormal U the last term is the constant
   `c² β² r`, and the first is `‖y‖² − γ(2 − γ) ‖Uᵀ y‖²` with `γ = cα ∈ (0, 1)`:
-  minimizing the loss is PCA, `max ‖Uᵀ Y‖_F²` (THEORY.md §4).
+  minimizing the loss is PCA, `max ‖Uᵀ Y‖_F²` (docs/theory.md §4).
 
   Args:
     basis: `U [D, R]`.

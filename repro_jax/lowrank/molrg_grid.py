@@ -1,4 +1,4 @@
-"""Padded grids of MoLRG training sets for vmapped phase diagrams (THEORY.md §4).
+"""Padded grids of MoLRG training sets for vmapped phase diagrams (docs/theory.md §4).
 
 A phase diagram over (seed, N, r) is one `jit(vmap(...))` when every cell has
 the same array shapes: data are padded to `N_max` rows per component with a row

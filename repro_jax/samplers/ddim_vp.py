@@ -1,4 +1,4 @@
-"""DDIM with general η, written in DDIM's own (VP) coordinates (THEORY.md §3).
+"""DDIM with general η, written in DDIM's own (VP) coordinates (docs/theory.md §3).
 
 DDIM's `α_t` is DDPM's `ᾱ_t = 1 / (1 + σ_t²)`; its state is `z_t = sqrt(ᾱ_t) x_t`
 for the VE state `x_t = x0 + σ_t ε`.  One step `τ_i → τ_{i−1}` (here σ → σ_next):

@@ -1,4 +1,4 @@
-"""The σ-form samplers of the optimization view (THEORY.md §2).
+"""The σ-form samplers of the optimization view (docs/theory.md §2).
 
 All are one update in VE coordinates (`x = x0 + σ ε`), with `ε_θ(x, σ) =
 (x − D(x, σ)) / σ`, step `t` going from `σ_t` to `σ_{t−1}`:
@@ -15,7 +15,7 @@ All are one update in VE coordinates (`x = x0 + σ ε`), with `ε_θ(x, σ) =
 - `0 < μ < ½` interpolates between the deterministic and the DDPM update.
 
 The carried `ε_θ(x_{t+1}, σ_{t+1})` is the raw network output of the previous
-step, as in THEORY.md (the talk's reference code mixes in the previous *combined*
+step, as in docs/theory.md §2 (the talk's reference code mixes in the previous *combined*
 ε̄ instead).  The update is well defined for `σ_{t−1} = 0` (`σ_p = 0`, no noise),
 so a grid ending at 0 needs no special last step.
 """

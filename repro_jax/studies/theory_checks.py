@@ -1,4 +1,4 @@
-"""Theory checks at scale: the identities of THEORY.md §1–§2 on random data.
+"""Theory checks at scale: the identities of docs/theory.md §1–§2 on random data.
 
 Each check compares the library against an independent oracle and records the
 worst error over many noise levels:
@@ -303,7 +303,7 @@ def _report(workdir, metrics, config, worst64, worst32):
       [dict(check=r["check"], worst=r["worst"], threshold=r["threshold"],
             verdict=v["verdict"]) for r, v in zip(rows, metrics["verdicts"])],
       fmt="{:.2e}")
-  text = f"""## Theory checks (THEORY.md §1–§2)
+  text = f"""## Theory checks (docs/theory.md §1–§2)
 
 **Claim.** The empirical optimal denoiser is the gradient of the smoothed
 squared distance, `½∇dist²_K(x, σ) = σ ε*(x, σ) = x − D*(x, σ)` for every σ;

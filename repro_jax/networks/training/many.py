@@ -71,7 +71,8 @@ def model_subsets(cfg, n_total: int, num_models: int, subset_seeds=None, subsets
 def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1),
                subset_seeds: Sequence[int] | None = None,
                subsets: Sequence[np.ndarray] | None = None,
-               dataset: data_lib.Dataset | None = None, mesh=None):
+               dataset: data_lib.Dataset | None = None, mesh=None,
+               allow_config_change: bool = False):
   """Train `M = len(seeds)` models of one architecture at once.
 
   Args:
@@ -86,6 +87,8 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
     mesh: optional 1-D mesh with axis "data": every model's batch of
       `cfg.train.batch_size` rows (divisible by the device count) is split
       over it.  None: one device.
+    allow_config_change: resume although the `loop.RESUMABLE_CHANGES` fields
+      (steps, logging, checkpointing, devices) differ from the checkpoint's.
 
   Returns:
     `(states, history)`: `TrainState` with leading axis M, per-chunk metrics
@@ -113,7 +116,7 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
     start, save_fn, metrics_path = 0, None, None
 
     def abstract(saved_meta, saved):
-      loop.check_same_run(saved_meta["config"], cfg, workdir)
+      loop.check_same_run(saved_meta["config"], cfg, workdir, allow_config_change)
       if saved_meta["num_models"] != m or not np.array_equal(saved["indices"], indices):
         raise ValueError(f"{workdir} holds a different set of models or subsets; use "
                          "a new workdir.")
