@@ -55,7 +55,7 @@ def main(argv):
   sharding.maybe_initialize_distributed(cfg.distributed)
   try:
     training.train(cfg, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:   # incl. divergence
     _cli.fail(str(e))
   print(f"wrote {os.path.abspath(_WORKDIR.value)}/ (checkpoints, metrics.jsonl, config.json)")
 

@@ -1,10 +1,11 @@
 """`python -m experiments.train`: config files and overrides, outputs, resume,
-and bad configs failing with a clear message before any training.
+bad configs failing with a clear message before any training, and divergence.
 """
 
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -132,6 +133,14 @@ def test_non_finite_rate_or_data_stop_before_training(tmp_path, case):
   assert r.returncode != 0
   assert message in r.stderr, r.stderr[-2000:]
   assert not (tmp_path / "w").exists()
+
+
+def test_diverging_run_stops_with_the_step(tmp_path):
+  r = _run(f"--config={_CONFIG}:smoke", f"--workdir={tmp_path / 'w'}", *_FAST,
+           "--config.optim.learning_rate=1e30", "--config.optim.warmup_steps=0")
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert "training diverged: non-finite loss" in r.stderr.strip().splitlines()[-1]
+  assert re.search(r"at step \d+;", r.stderr) and os.listdir(tmp_path / "w" / "checkpoints") == []
 
 
 def test_config_variants():
