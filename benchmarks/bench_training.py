@@ -20,7 +20,6 @@ benchmarks/results/training.json (training_quick.json with --quick).
 from __future__ import annotations
 
 import argparse
-import pathlib
 import time
 
 import jax
@@ -29,11 +28,10 @@ import numpy as np
 
 from benchmarks import common
 from repro_jax.networks import training
-from repro_jax.studies import common as study_common
+from repro_jax import settings as settings_lib
 from repro_jax.networks.training import config as config_lib
 from repro_jax.networks.training import step as step_lib
 
-CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "train.py"
 
 NETWORKS = {
     "unet_8x8": dict(shape=(8, 8, 1), batch=64, model=dict(
@@ -48,10 +46,8 @@ NETWORKS = {
 
 
 def _config(model: dict, batch: int):
-  cfg = study_common.load_config(CONFIG, "cpu")
-  cfg.model.update(**model)
-  cfg.train.batch_size = batch
-  return cfg
+  return settings_lib.override(training.variant("cpu"),
+                               {"model": model, "train": {"batch_size": batch}})
 
 
 def _data(shape, n, key=0):

@@ -1,9 +1,9 @@
 """Typed, frozen settings: what a config becomes before it reaches library code.
 
-The user-facing configs (`configs/*.py`, ml_collections ConfigDicts with
+The user-facing config files (ml_collections ConfigDicts with
 `--config.x=` overrides) are parsed ONCE, at the entry point or the runner,
 into frozen dataclasses; library functions take those and arrays, never a
-ConfigDict or a path into `configs/`.
+ConfigDict or a path to a config file.
 
     @dataclasses.dataclass(frozen=True, kw_only=True)
     class Optim:
@@ -140,7 +140,7 @@ def _tuples(value):
 
 def to_config(value):
   """An `ml_collections.ConfigDict` of the settings (tuples kept as tuples), for
-  the files under `configs/` and their `--config.x=` overrides."""
+  the user-facing config files and their `--config.x=` overrides."""
   import ml_collections
   return ml_collections.ConfigDict(_tuples(to_dict(value)))
 

@@ -80,3 +80,13 @@ def test_non_editable_install_runs_a_smoke_study(tmp_path):
   assert "'theory_checks': 'ran'" in r.stdout
   assert (work / "out" / "theory_checks" / "metrics.json").stat().st_size > 0
   assert (work / "out" / "README.md").exists()
+
+
+@pytest.mark.parametrize("module", sorted(
+    f"{d}.{p.stem}" for d in ("benchmarks", "experiments")
+    for p in (ROOT / d).glob("*.py") if p.stem != "__init__"))
+def test_benchmarks_and_entry_points_import(module, monkeypatch):
+  """Every benchmark and entry point still imports against the library's API."""
+  import importlib
+  monkeypatch.syspath_prepend(str(ROOT))
+  importlib.import_module(module)

@@ -4,7 +4,8 @@ What belongs here: each study's settings (with its variants and the criteria
 of its verdicts), its measurement, its verdicts and its report and figures
 (`common` describes the protocol); measurements only one study makes live in
 that study's private modules (`_<name>*.py`).  A new study is a module here,
-a name in `STUDIES`, a thin `configs/<name>.py` and `experiments/<name>.py`.
+a name in `STUDIES`, a thin config file `<name>.py` beside the others and an
+entry point `experiments/<name>.py`.
 `runner` runs studies and builds the results page; `verdicts` is the schema
 of what a study concluded.
 

@@ -274,7 +274,7 @@ def train(cfg, workdir: str, *, mesh=None, allow_config_change: bool = False):
   """Train one model as configured, resuming from `workdir` if it holds checkpoints.
 
   Args:
-    cfg: `TrainSettings` (parsed from `configs/train.py`).
+    cfg: `TrainSettings` (parsed from the training config by the entry point).
     workdir: output directory (config.json, data_indices.npy, metrics.jsonl,
       checkpoints/, and config_changes.jsonl once a resume changed the config).
     mesh: 1-D mesh with axis "data"; default `cfg.train.num_devices` devices.

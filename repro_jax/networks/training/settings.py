@@ -1,6 +1,6 @@
 """Typed training settings and their named variants.
 
-`TrainSettings` mirrors the sections of `configs/train.py` (`data`, `model`,
+`TrainSettings` mirrors the sections of the training config file (`data`, `model`,
 `diffusion`, `optim`, `train`); the entry points parse a ConfigDict into it
 once (`repro_jax.settings.parse`) and the training stack reads only this.
 

@@ -68,7 +68,7 @@ def make_trainer(cfg, data_shape, batch_sharding=None) -> Trainer:
   """The static trainer for data points of `data_shape` from a checked config.
 
   Args:
-    cfg: config (`configs/train.py`), validated by `config.check_config`.
+    cfg: `TrainSettings`, validated by `config.check_config`.
     data_shape: shape of one data point, e.g. `(8, 8, 1)` or `(48,)`.
     batch_sharding: `NamedSharding(mesh, P('data'))` for data parallelism.
   """
