@@ -387,9 +387,11 @@ def _damage(workdir, step, how):
   """Damage checkpoint `step`: flip bytes of its parameters, or truncate a file."""
   ckpt = pathlib.Path(workdir) / "checkpoints" / str(step)
   path = {"flip": _largest_file(ckpt / "state"), "truncate_state": _largest_file(ckpt / "state"),
-          "truncate_meta": ckpt / "meta" / "metadata"}[how]
+          "truncate_meta": ckpt / "meta" / "metadata", "edit_meta": ckpt / "meta" / "metadata"}[how]
   raw = bytearray(path.read_bytes())
-  if how == "flip":
+  if how == "edit_meta":   # still valid JSON, another value
+    raw = raw.replace(b'"seeds": [0]', b'"seeds": [5]', 1)
+  elif how == "flip":
     for i in range(len(raw) // 2, len(raw) // 2 + 8):
       raw[i] ^= 0xFF
   else:
@@ -402,7 +404,7 @@ def _meta(workdir, step):
                     .read_text())
 
 
-@pytest.mark.parametrize("how", ["flip", "truncate_state", "truncate_meta"])
+@pytest.mark.parametrize("how", ["flip", "truncate_state", "truncate_meta", "edit_meta"])
 def test_damaged_checkpoint_is_reported_and_the_previous_step_used(tmp_path, how, caplog):
   import shutil
   cfg = _mlp_config(num_steps=20, log_every=10, checkpoint_every=10)

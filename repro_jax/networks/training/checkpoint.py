@@ -6,7 +6,7 @@ One `CheckpointManager` per run under `workdir/checkpoints`, keeping the last
 - `state`: the `TrainState` pytree (one model, or M stacked models);
 - `data`: `{'indices': [N] or [M, N], 'count': [] or [M]}`;
 - `meta`: JSON with the config, the data shape, the number of models and the
-  SHA-256 `checksum` of `state` and `data` as saved.
+  SHA-256 `checksum` of `state` and `data` as saved, and of the rest of `meta`.
 
 A state with a NaN or inf is never saved (`validation.DivergedError`), so the
 manager's rotation only ever removes finite checkpoints in favour of newer
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging as std_logging
 import os
 import shutil
@@ -74,6 +75,11 @@ def checksum(tree) -> str:
   return h.hexdigest()
 
 
+def _meta_checksum(meta: dict) -> str:
+  body = {k: v for k, v in meta.items() if k != "checksum"}
+  return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def non_finite_leaves(tree) -> list[str]:
   """Paths of the floating leaves of `tree` that hold a NaN or inf."""
   bad = []
@@ -97,7 +103,8 @@ def save(mngr: ocp.CheckpointManager, step: int, state, indices, count,
   if bad:
     raise validation.DivergedError(
         f"refusing to save checkpoint step {step}: {', '.join(bad)} hold NaN or inf.")
-  meta = dict(meta, checksum={"state": checksum(host), "data": checksum(data)})
+  meta = dict(meta, checksum={"state": checksum(host), "data": checksum(data),
+                              "meta": _meta_checksum(meta)})
   mngr.save(int(step), args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), data=ocp.args.StandardSave(data),
       meta=ocp.args.JsonSave(meta)))
@@ -185,6 +192,9 @@ def _read_meta(mngr, step: int):
   missing = [k for k in ("config", "data_shape", "num_models") if k not in meta]
   if missing:
     raise ValueError(f"metadata lacks {', '.join(missing)}")
+  expected = meta.get("checksum", {}).get("meta")
+  if expected is not None and _meta_checksum(meta) != expected:
+    raise ValueError("the metadata do not match their checksum (bytes changed)")
   return meta, data
 
 
