@@ -162,14 +162,14 @@ class _OrbaxReadTasks(std_logging.Filter):
 
 
 def _quiet_failed_reads() -> None:
-  """Silence what a failed restore leaves behind, once a damaged step was seen.
+  """Silence what a failed restore leaves behind (installed once, before restoring).
 
   TensorStore reads of a damaged file fail inside orbax's coroutines; the
-  reads still in flight then report "Event loop is closed", the pending
-  coroutines "Exception ignored" when collected and their tasks "Task
-  exception was never retrieved", each with a traceback after the one-line
-  report.  Only those are dropped; other errors reach the previous hook and
-  the asyncio log.
+  reads still in flight then report "Event loop is closed" (at any moment,
+  from other threads), the pending coroutines "Exception ignored" when
+  collected and their tasks "Task exception was never retrieved", each with a
+  traceback around the one-line report.  Only those are dropped; other errors
+  reach the previous hook and the asyncio log.
   """
   previous = sys.unraisablehook
   if getattr(previous, "quiet_failed_reads", False):
@@ -184,7 +184,6 @@ def _quiet_failed_reads() -> None:
     previous(unraisable)
   hook.quiet_failed_reads = True
   sys.unraisablehook = hook
-  gc.collect()
 
 
 def _read_meta(mngr, step: int):
@@ -226,6 +225,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_fn: Callable[[dict, dict], Any
     CheckpointError: `step` is damaged, or every step is.
   """
   directory = str(mngr.directory)
+  _quiet_failed_reads()
   steps = sorted(mngr.all_steps(), reverse=True) if step is None else [int(step)]
   damaged = []
   for s in steps:
@@ -248,7 +248,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_fn: Callable[[dict, dict], Any
           logging.info("checkpoint step %d in %s has no checksum (written by an older "
                        "version): not verified.", s, directory)
         return Restored(s, meta, data, state, damaged)
-    _quiet_failed_reads()
+    gc.collect()   # the failed read's coroutines, while the hook is quiet
     if step is not None:
       raise CheckpointError(f"checkpoint step {s} in {directory} is damaged "
                             f"({damaged[-1][1]}).")
