@@ -117,7 +117,7 @@ def round_trip(denoise: Callable, x0, noise, sigmas, *, sampler: str = "heun",
     sampler: an invertible deterministic solver (`heun`, `ddim`, `euler`, ...).
   """
   z = samplers.invert(denoise, x0, sigmas, sampler=sampler, **options).samples
-  back = samplers.sample(denoise, z, sigmas, sampler=sampler, **options).samples
-  gen = samplers.sample(denoise, noise, sigmas, sampler=sampler, **options).samples
+  back = samplers.sample_batched(denoise, z, sigmas, sampler=sampler, **options).samples
+  gen = samplers.sample_batched(denoise, noise, sigmas, sampler=sampler, **options).samples
   z_back = samplers.invert(denoise, gen, sigmas, sampler=sampler, **options).samples
   return RoundTrip(_rel(back, x0), _rel(z_back, noise), np.asarray(z), np.asarray(back))

@@ -185,7 +185,7 @@ def _grid(s, steps, spacing, final="zero"):
 
 def _sample(den, z, s, steps, sampler, spacing, key_index, key):
   k = None if key_index is None else jax.random.fold_in(key, 1000 + key_index)
-  return samplers.sample(den, z, _grid(s, steps, spacing), sampler=sampler, key=k).samples
+  return samplers.sample_batched(den, z, _grid(s, steps, spacing), sampler=sampler, key=k).samples
 
 
 def study_dataset(name, train, s: Settings, key, progress):

@@ -180,7 +180,7 @@ def trajectory_diagnostics(kind, support, den, s: Settings, key):
   for spacing in s.traj_spacings:
     for steps in s.traj_steps:
       sig = schedule_grid(spacing, steps, final="min")
-      res = samplers.sample(den, z, sig, sampler="sigma_form", return_trajectory=True)
+      res = samplers.sample_batched(den, z, sig, sampler="sigma_form", return_trajectory=True)
       t1 = res.xs.shape[0]
       flat = res.xs.reshape(t1 * s.traj_num, d)
       dist = np.asarray(dist_fn(flat)).reshape(t1, -1)
@@ -207,7 +207,7 @@ def identity_along_trajectories(kind, support, s: Settings, key):
       sq = lambda x, sg: descent.molrg_smoothed_sq_distance(x, sup, sg)
     sig = schedule_grid(report_lib.MAIN_SPACING, s.traj_main_steps, final="min")
     z = jax.random.normal(key, (s.identity_num, sup.shape[1]), jnp.float64)
-    xs = samplers.sample(den, z, sig, sampler="sigma_form", return_trajectory=True).xs
+    xs = samplers.sample_batched(den, z, sig, sampler="sigma_form", return_trajectory=True).xs
     err = jax.jit(lambda x, sg: descent.identity_error(sq, den, x, sg))
     worst = np.array([float(jnp.max(err(xs[t], jnp.float64(sig[t]))))
                       for t in range(len(sig))])
@@ -244,12 +244,12 @@ def sampler_and_schedule_tables(bases, s: Settings, key):
       for nfe in s.nfe:
         steps, cost = steps_for_nfe(sampler, int(nfe), s.sampler_spacing)
         sig = schedule_grid(s.sampler_spacing, steps)
-        x = samplers.sample(den, z, sig, sampler=sampler, key=k_noise).samples
+        x = samplers.sample_batched(den, z, sig, sampler=sampler, key=k_noise).samples
         rows.append(dict(seed=seed, sampler=sampler, nfe_budget=int(nfe), steps=steps,
                          nfe=cost, **_score(x, bases, ref, k_sw, s)))
     for spacing in s.schedule_spacings:
       sig = schedule_grid(spacing, s.schedule_steps)
-      x = samplers.sample(den, z, sig, sampler="sigma_form").samples
+      x = samplers.sample_batched(den, z, sig, sampler="sigma_form").samples
       pos = sig[sig > 0]
       sched_rows.append(dict(seed=seed, spacing=spacing, sigma_max=float(pos.max()),
                              sigma_min=float(pos.min()),
