@@ -2,7 +2,7 @@
 
   python -m experiments.reproduce                      # all studies, skip up-to-date
   python -m experiments.reproduce --only=theory_checks --force
-  python -m experiments.reproduce --variant=paper      # paper-scale configs (GPU/TPU)
+  python -m experiments.reproduce --variant=paper --cifar10=/data/cifar-10-batches-py
 """
 
 from absl import flags
@@ -21,6 +21,9 @@ _RESULTS = flags.DEFINE_string(
     "variant, workdirs/results-<variant>/ for the others).")
 _LIST = flags.DEFINE_bool("list", False, "List the studies, whether each is up to date "
                           "and how long its last run took, and exit.")
+_CIFAR10 = flags.DEFINE_string(
+    "cifar10", None, "Directory of the CIFAR-10 python batches (cifar-10-batches-py), "
+    "given to every study that reads CIFAR-10 (the paper variant); nothing is downloaded.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() (multi-host).")
 
@@ -28,8 +31,9 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
 def main(argv):
   if len(argv) > 1:
     _cli.fail(f"unexpected arguments {argv[1:]}.")
+  data = {"cifar10": _CIFAR10.value} if _CIFAR10.value else {}
   if _LIST.value:
-    print(runner.listing(_VARIANT.value, _RESULTS.value))
+    print(runner.listing(_VARIANT.value, _RESULTS.value, data))
     return
   try:
     names = runner.select(_ONLY.value)
@@ -40,7 +44,7 @@ def main(argv):
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
   try:
     runner.run_studies(names, variant=_VARIANT.value, results_dir=results,
-                       force=_FORCE.value)
+                       force=_FORCE.value, data=data)
   except (ValueError, FileNotFoundError) as e:
     _cli.fail(str(e))
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from scipy import optimize
 
+from cifar_files import write_cifar_dir
+
 from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
 from repro_jax.studies import _descent as descent
@@ -20,6 +22,7 @@ from repro_jax.analysis import noise_plane
 from repro_jax import samplers
 from repro_jax.diffusion import schedules
 from repro_jax import settings as settings_lib
+from repro_jax.studies import common
 from repro_jax.studies import runner
 from repro_jax.studies import verdicts as verdicts_lib
 
@@ -235,13 +238,17 @@ def test_memorization_theory_smoke(tmp_path):
   assert "| **reproduced** |" in report
   for f in ("noise_plane.npz", "copies.npz"):
     assert (wd / f).stat().st_size > 0, f
-  # CIFAR-10 asked for without a path: a "not tested" verdict, not silence.
+  # CIFAR-10 asked for without a path: the study refuses before any work, naming
+  # the flag; with a path the settings carry it.
   mt = runner.study_module("memorization_theory")
   s_cifar = settings_lib.override(runner.study_settings("memorization_theory", "smoke"),
                                   {"datasets": ("digits", "cifar10")})
-  vs = mt.verdicts(s_cifar, out)
-  assert [v.verdict for v in vs] == ["reproduced"] * 4 + ["not tested"]
-  assert "CIFAR-10" in vs[-1].claim
+  with pytest.raises(ValueError, match="--cifar10=PATH"):
+    common.check_data("memorization_theory", mt, s_cifar)
+  filled = common.with_data(mt, s_cifar, {"cifar10": str(tmp_path)})
+  assert filled.cifar10_dir == str(tmp_path)
+  with pytest.raises(ValueError, match="data_batch_1"):
+    common.check_data("memorization_theory", mt, filled)
   # A worse copy ratio than the declared criterion fails the copies verdict.
   strict = settings_lib.override(runner.study_settings("memorization_theory", "smoke"),
                                  {"copy_max_ratio": 0.0})
@@ -303,13 +310,15 @@ def test_optimization_view_ordering_verdicts():
                      )[0].verdict == "not reproduced"
 
 
-def test_memorization_training_sets_are_scaled():
+def test_memorization_training_sets_are_scaled(tmp_path):
   from repro_jax.studies import memorization_theory as mt
   cfg = settings_lib.override(runner.study_settings("memorization_theory", "smoke"), dict(
-      datasets=("random", "molrg", "digits", "cifar10"), molrg_dim=12, random_dim=10))
-  sets, notes = mt.load_training_sets(cfg, jax.random.PRNGKey(0))
-  assert list(sets) == ["random", "molrg", "digits"] and "CIFAR-10 skipped" in notes[0]
+      datasets=("random", "molrg", "digits", "cifar10"), molrg_dim=12, random_dim=10,
+      cifar10_num_train=64, cifar10_dir=str(write_cifar_dir(tmp_path / "cifar", 80))))
+  sets = mt.load_training_sets(cfg, jax.random.PRNGKey(0))
+  assert list(sets) == ["random", "molrg", "digits", "cifar10"]
   assert sets["random"][0].shape == (64, 10) and sets["molrg"][0].shape == (64, 12)
   assert sets["digits"][0].shape == (64, 64) and sets["digits"][1] == (8, 8, 1)
+  assert sets["cifar10"][0].shape == (64, 3072) and sets["cifar10"][1] == (32, 32, 3)
   for x, _ in sets.values():
     assert np.abs(x).max() <= 1.0 + 1e-6

@@ -10,15 +10,7 @@ import pytest
 
 from repro_jax import data
 
-
-def _write_cifar_batch(path, images_hwc, labels, protocol=2):
-  """One batch in the format of `cifar-10-batches-py` (bytes keys, uint8 rows)."""
-  rows = images_hwc.transpose(0, 3, 1, 2).reshape(len(images_hwc), 3072)
-  batch = {b"batch_label": b"training batch 1 of 5", b"labels": list(labels),
-           b"data": rows.astype(np.uint8),
-           b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
-  with open(path, "wb") as f:
-    pickle.dump(batch, f, protocol=protocol)
+from cifar_files import write_cifar_batch as _write_cifar_batch
 
 
 def test_digits():
@@ -53,7 +45,7 @@ def test_cifar10_reader_on_tiny_files(tmp_path):
 
 
 def test_cifar10_errors(tmp_path):
-  with pytest.raises(ValueError, match="data.path"):
+  with pytest.raises(ValueError, match="cifar-10-batches-py"):
     data.load_cifar10("")
   with pytest.raises(FileNotFoundError, match="does not exist"):
     data.load_cifar10(str(tmp_path / "missing"))

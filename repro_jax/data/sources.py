@@ -62,8 +62,8 @@ def load_cifar10(path: str, split: str = "train"):
     `x [N, 32, 32, 3]` float32 in `[−1, 1]`, `labels [N]` int32.
   """
   if not path:
-    raise ValueError("CIFAR-10 needs the directory of its python batches: set "
-                     "data.path (e.g. --config.data.path=/data/cifar-10-batches-py).")
+    raise ValueError("CIFAR-10 needs the directory of its python batches "
+                     "(cifar-10-batches-py); none was given.")
   if not os.path.isdir(path):
     raise FileNotFoundError(f"CIFAR-10 directory {path!r} does not exist.")
   names = {"train": CIFAR_TRAIN_FILES, "test": CIFAR_TEST_FILES}.get(split)

@@ -9,7 +9,9 @@ A study is a module under `repro_jax.studies` with
     verdicts(s, metrics) -> list[Verdict]
     render(s, metrics, workdir)   # figures and report.md, from metrics.json's content
 
-and the runner (`repro_jax.studies.runner.run_study`) owns the rest: the
+and optionally `data_fields(s) -> {dotted field: data set}` for local data paths
+its settings hold outside a `DataSettings` (those are found by `data_fields`
+below); the runner (`repro_jax.studies.runner.run_study`) owns the rest: the
 settings record (`config.json`), the mesh, the progress lines, `metrics.json`
 with its `verdicts`, the manifest, and the atomic replacement of the study's
 directory.
@@ -23,14 +25,84 @@ import pathlib
 import platform
 import time
 from typing import NamedTuple
+import dataclasses
 
 from absl import logging
 import jax
 
 from repro_jax import io
 from repro_jax import settings as settings_lib
+from repro_jax.data.settings import DataSettings
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
+
+
+# Data sets read from a local path the user gives (nothing is downloaded):
+# name -> (what the path is, the flag of `experiments.reproduce` that sets it,
+# files the directory must hold).
+LOCAL_DATA = {"cifar10": ("the directory of the CIFAR-10 python batches "
+                          "(cifar-10-batches-py)", "--cifar10", ("data_batch_1",))}
+
+
+def data_fields(study_module, settings) -> dict[str, str]:
+  """`{dotted field: data set}` of every local data path the settings need.
+
+  Every `DataSettings` in the settings tree whose `name` is in `LOCAL_DATA`
+  needs its `path`; a study adds fields of its own with a `data_fields(s)`
+  function.
+  """
+  found = {}
+
+  def walk(node, prefix):
+    if isinstance(node, DataSettings):
+      if node.name in LOCAL_DATA:
+        found[prefix + "path"] = node.name
+    elif dataclasses.is_dataclass(node):
+      for f in dataclasses.fields(node):
+        walk(getattr(node, f.name), f"{prefix}{f.name}.")
+
+  walk(settings, "")
+  extra = getattr(study_module, "data_fields", None)
+  if extra is not None:
+    found.update(extra(settings))
+  return found
+
+
+def field_value(settings, dotted: str):
+  for part in dotted.split("."):
+    settings = getattr(settings, part)
+  return settings
+
+
+def with_data(study_module, settings, paths: dict[str, str]):
+  """The settings with every needed local data path set from `paths`
+  (`{data set: path}`; empty paths are ignored)."""
+  changes = {}
+  for dotted, name in data_fields(study_module, settings).items():
+    if paths.get(name):
+      node = changes
+      *parents, leaf = dotted.split(".")
+      for part in parents:
+        node = node.setdefault(part, {})
+      node[leaf] = str(paths[name])
+  return settings_lib.override(settings, changes) if changes else settings
+
+
+def check_data(name: str, study_module, settings) -> None:
+  """Raise `ValueError` (before any work) when a local data path the study
+  needs is unset, or names no directory or file."""
+  for dotted, data_name in data_fields(study_module, settings).items():
+    path = field_value(settings, dotted)
+    what, flag, files = LOCAL_DATA[data_name]
+    if not path:
+      raise ValueError(
+          f"{name} needs {data_name}: {what}; pass {flag}=PATH to experiments.reproduce "
+          f"(or --config.{dotted}=PATH to experiments.{name}).")
+    missing = [f for f in files if not (pathlib.Path(path) / f).is_file()]
+    if not pathlib.Path(path).is_dir() or missing:
+      raise ValueError(f"{name}: {dotted}={path!r} is not {what}"
+                       + (f" (no {', '.join(missing)} in it)." if pathlib.Path(path).is_dir()
+                          else " (no such directory)."))
 
 
 class Context(NamedTuple):

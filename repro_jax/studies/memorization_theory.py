@@ -32,7 +32,6 @@ import dataclasses
 import pathlib
 import time
 
-from absl import logging
 import jax
 import numpy as np
 
@@ -61,7 +60,7 @@ class Settings:
   molrg_dim: int = 48
   molrg_components: int = 2
   molrg_rank: int = 4
-  cifar10_dir: str = ""      # directory of CIFAR-10 python batches; "" skips CIFAR-10
+  cifar10_dir: str = ""      # directory of CIFAR-10 python batches (needed with "cifar10")
   cifar10_num_train: int = 1024
   # Sampling: EDM σ range, the reference map is Heun with `ref_steps` EDM steps.
   sigma_min: float = 0.002
@@ -114,7 +113,7 @@ _VARIANTS = {
 
 
 def settings(variant: str = "cpu") -> Settings:
-  """`cpu` (default), `smoke` (seconds) or `paper` (CIFAR-10 when `cifar10_dir` is set)."""
+  """`cpu` (default), `smoke` (seconds) or `paper` (adds CIFAR-10: set `cifar10_dir`)."""
   if variant not in _VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
   return settings_lib.override(Settings(), _VARIANTS[variant])
@@ -147,8 +146,8 @@ COPY_COLS = 10                                          # noises shown per row
 # Data --------------------------------------------------------------------------------
 
 def load_training_sets(s: Settings, key):
-  """`{name: (train [N, D] float32 in [−1, 1], image_shape or None)}` and notes."""
-  sets, notes = {}, []
+  """`{name: (train [N, D] float32 in [−1, 1], image_shape or None)}`."""
+  sets = {}
   n = int(s.num_train)
   for i, name in enumerate(s.datasets):
     k = jax.random.fold_in(key, i)
@@ -164,16 +163,18 @@ def load_training_sets(s: Settings, key):
       idx = data_lib.subset_indices(k, x.shape[0], min(n, x.shape[0]))
       sets[name] = (x[idx].reshape(len(idx), -1), x.shape[1:])
     elif name == "cifar10":
-      if not s.cifar10_dir:
-        notes.append("CIFAR-10 skipped: `cifar10_dir` is not set (set "
-                     "`--config.cifar10_dir=/path/to/cifar-10-batches-py`).")
-        continue
       x, _ = data_lib.load_cifar10(s.cifar10_dir)
       idx = data_lib.subset_indices(k, x.shape[0], int(s.cifar10_num_train))
       sets[name] = (x[idx].reshape(len(idx), -1), x.shape[1:])
     else:
       raise ValueError(f"unknown data set {name!r}; choose random, molrg, digits, cifar10.")
-  return sets, notes
+  return sets
+
+
+def data_fields(s: Settings) -> dict[str, str]:
+  """The local data path the settings need: `cifar10_dir` when CIFAR-10 is used."""
+  uses = "cifar10" in s.datasets or s.plane_dataset == "cifar10"
+  return {"cifar10_dir": "cifar10"} if uses else {}
 
 
 # Sampling ----------------------------------------------------------------------------
@@ -292,9 +293,7 @@ def measure(s: Settings, ctx) -> dict:
   """
   t0 = time.time()
   key = jax.random.PRNGKey(s.seed)
-  sets, notes = load_training_sets(s, key)
-  for n in notes:
-    logging.warning(n)
+  sets = load_training_sets(s, key)
   progress = ctx.progress(len(sets) * (len(s.steps) + 1) + 1)
   results, round_trips = {}, []
   for i, (name, (train, _)) in enumerate(sets.items()):
@@ -323,7 +322,7 @@ def measure(s: Settings, ctx) -> dict:
                         calibration_accuracy=results[n]["calibration_accuracy"])
                 for n, (t, _) in sets.items()},
       table=[r for res in results.values() for r in res["table"]], pairs=pairs,
-      round_trip=round_trips, sweep=sweep, notes=notes, plane_dataset=plane_name,
+      round_trip=round_trips, sweep=sweep, plane_dataset=plane_name,
       plane={k: v for k, v in plane.items() if k not in ("panels", "ref", "a", "b")}
       | {"panels": [{k: v for k, v in p.items() if k != "labels"} for p in plane["panels"]]},
       summary=summary, seconds=time.time() - t0)
@@ -396,8 +395,7 @@ _SOURCE = "reproducibility paper §3.2 (Theorem 1); docs/theory.md §4.3"
 
 
 def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
-  """Copies, the map's reproducibility, invertibility, the noise plane; and
-  CIFAR-10 as not tested when it was asked for without a path."""
+  """Copies, the map's reproducibility, invertibility, the noise plane."""
   sm = metrics["summary"]
   first, last = min(s.plane_steps), max(s.plane_steps)
   out = [
@@ -445,12 +443,6 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
                                                                  (last, "last"))},
           source="reproducibility paper Fig. 4; docs/theory.md §4.4"),
   ]
-  if "cifar10" in s.datasets and "cifar10" not in metrics["datasets"]:
-    out.append(verdicts_lib.Verdict(
-        claim="Theorem 1's copies and map hold on CIFAR-10 (the paper's data set).",
-        verdict="not tested",
-        criterion="the criteria above on CIFAR-10; it runs only when `cifar10_dir` is set",
-        measured=dict(cifar10_dir=s.cifar10_dir or "not set"), source=_SOURCE))
   return out
 
 
@@ -637,7 +629,6 @@ def _report(workdir, metrics, plane, s: Settings):
       f"{d['threshold']:.2f})" for n, d in datasets.items())
   fmt = lambda v: f"{v:.3g}"
   img_fig = "\n![copies](copies.png)\n" if (workdir / "copies.npz").exists() else ""
-  note_text = "".join(f"\n*Note.* {n}\n" for n in metrics["notes"])
   text = f"""## Memorization: Theorem 1 with the optimal denoiser ε* (reproducibility paper §3.2, Fig. 4)
 
 **Claim.** With the empirical optimal denoiser ε* (docs/theory.md §1.2, §4.3) every
@@ -659,7 +650,7 @@ NCC similarity and a threshold calibrated per data set (`metrics.calibrate`: dis
 training images vs copies with noise {s.calibration_noise}); GL = 1 − P(max
 similarity to the training set > threshold). d1/d2 is the distance to the nearest over
 the second-nearest training point, computed exactly. Tables use {s.table_steps} steps.
-{note_text}
+
 ![agreement with the reference map](rp_vs_steps.png)
 {img_fig}
 {io.markdown_table(copy_rows, fmt="{:.3g}")}
@@ -718,6 +709,6 @@ Fig. 4 (three trained networks, SSCD similarity to three anchor images) the map 
 
 {verdicts_lib.table(metrics["verdicts"])}
 *Not reproduced here:* Fig. 6 (RP between trained networks and the ε* map) needs trained
-models; CIFAR-10 runs only when `cifar10_dir` is set.
+models.  CIFAR-10 is in the `paper` variant (`--cifar10=PATH`).
 """
   io.write_text(pathlib.Path(workdir) / "report.md", text)

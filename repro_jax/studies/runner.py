@@ -46,13 +46,15 @@ def study_module(name: str) -> ModuleType:
   return importlib.import_module(f"repro_jax.studies.{name}")
 
 
-def study_settings(name: str, variant: str = "cpu"):
-  """The typed settings of a study's named variant."""
+def study_settings(name: str, variant: str = "cpu", data: dict[str, str] | None = None):
+  """The typed settings of a study's named variant, with the local data paths
+  `data` (`{data set: path}`, e.g. `{"cifar10": "/data/cifar-10-batches-py"}`)
+  filled in where the study reads that data set."""
   module = study_module(name)
   if variant not in module.VARIANTS:
     raise ValueError(f"study {name!r} has no variant {variant!r}; choose one of "
                      f"{', '.join(module.VARIANTS)}.")
-  return module.settings(variant)
+  return common.with_data(module, module.settings(variant), data or {})
 
 
 def select(only: str | None) -> list[str]:
@@ -93,6 +95,7 @@ def run_study(name: str, settings, workdir, *, mesh=None, variant: str | None = 
   """
   module = study_module(name)
   settings = settings_lib.parse(module.Settings, settings, where=name)
+  common.check_data(name, module, settings)
   final = pathlib.Path(workdir)
   if variant is not None:
     check_variant(final, variant)
@@ -145,21 +148,25 @@ def check_variant(workdir, variant: str) -> None:
 
 
 def run_studies(names, *, variant="cpu", results_dir=None, force=False,
-                mesh=None) -> dict[str, str]:
+                mesh=None, data: dict[str, str] | None = None) -> dict[str, str]:
   """Run each study unless its results are up to date; returns name -> status.
 
   A study is up to date when its directory holds a run of the same code and
   settings on the same software and hardware (`common.is_up_to_date`).  Each
   rerun is compared with the run it replaces (`reference.compare`), and a
-  summary table is printed at the end.
+  summary table is printed at the end.  `data` (`{data set: path}`) gives the
+  local data sets to every study that reads them; a study that needs one that
+  is missing stops the job before any study runs.
   """
   results_dir = pathlib.Path(results_dir) if results_dir else default_results_dir(variant)
+  all_settings = {name: study_settings(name, variant, data) for name in names}
   for name in names:
     check_variant(results_dir / name, variant)
+    common.check_data(name, study_module(name), all_settings[name])
   status, rows = {}, []
   t_start = time.time()
   for i, name in enumerate(names, 1):
-    settings = study_settings(name, variant)
+    settings = all_settings[name]
     workdir = results_dir / name
     if not force and common.is_up_to_date(workdir, name, settings):
       print(f"[{i}/{len(names)}] {name}: up to date, skipped (--force to rerun)", flush=True)
@@ -190,13 +197,13 @@ def run_studies(names, *, variant="cpu", results_dir=None, force=False,
   return status
 
 
-def listing(variant: str = "cpu", results_dir=None) -> str:
+def listing(variant: str = "cpu", results_dir=None, data: dict[str, str] | None = None) -> str:
   """One line per study: variants, up to date or not here, last run's time."""
   results_dir = pathlib.Path(results_dir) if results_dir else default_results_dir(variant)
   lines = [f"{'study':34s} {'variants':28s} {'state':22s} last run"]
   for name in STUDIES:
     workdir = results_dir / name
-    fresh = common.is_up_to_date(workdir, name, study_settings(name, variant))
+    fresh = common.is_up_to_date(workdir, name, study_settings(name, variant, data))
     try:
       last = f"{io.load_json(workdir / 'manifest.json')['seconds']:.0f}s"
     except (OSError, ValueError, KeyError):
