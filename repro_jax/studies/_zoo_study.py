@@ -47,7 +47,7 @@ def zoo_settings(variant: str = "cpu") -> model_zoo.ZooSettings:
     raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(ZOO_VARIANTS)}.")
   if variant == "paper":
     train = settings_lib.override(training.variant("paper"), dict(
-        data=dict(name="cifar10", path=""),
+        data=dict(name="cifar10", path="", num_train=-1),
         diffusion=dict(parameterization="eps", schedule="vp"),
         train=dict(num_steps=200_000, step_loop="auto")))
     return model_zoo.ZooSettings(model="unet", widths=(64, 128, 256),

@@ -204,8 +204,9 @@ def measure(config: Settings, ctx) -> dict:
            f"{config.mc_samples} prior samples, σ={s_mc}, min ESS {float(ess.min()):.0f}")
     progress.step("molrg")
     # 8. Tweedie round trips.
-    xt = x[:8]
-    x0 = data[:8]
+    n_rt = min(8, len(x), len(data))
+    xt = x[:n_rt]
+    x0 = data[:n_rt]
     rt = 0.0
     for head in heads.HEADS:
       for s, sc in ((0.1, 0.9), (3.0, 0.3)):

@@ -1,0 +1,99 @@
+"""The paper variant of every study, end to end on CPU at tiny size.
+
+Each study runs its `paper` settings (CIFAR-10 where the paper uses it, the
+paper's architectures and samplers) with the sizes and step counts overridden
+to tiny values, on synthetic data in the real `cifar-10-batches-py` format,
+through the same runner as `experiments.reproduce --variant=paper
+--cifar10=PATH`.  What is checked is the wiring (data paths, configs,
+shapes, the results files), not the verdicts: at this size they mean nothing.
+"""
+
+import json
+
+import pytest
+
+from repro_jax import settings as settings_lib
+from repro_jax.studies import STUDIES
+from repro_jax.studies import runner
+
+from cifar_files import write_cifar_dir
+
+_TINY_TRAIN = dict(log_every=1, checkpoint_every=2, num_steps=2)
+_TINY_ZOO = dict(
+    widths=(8, 16), sizes=(4, 8), seeds=(0, 1),
+    train=dict(model=dict(width=8, ch_mult=(1, 2), num_res_blocks=1, norm_groups=4,
+                          emb_dim=8),
+               optim=dict(warmup_steps=1), train=dict(batch_size=4, **_TINY_TRAIN)))
+_TINY_ZOO_STUDY = dict(num_noises=4, chunk=4, calib_pairs=8)
+
+# The paper settings with every size and step count made tiny.
+TINY = {
+    "theory_checks": dict(num_data=64, batch=4, chunk=32, num_sigmas=3, mc_samples=4000),
+    "pca_equivalence": dict(dim=12, ranks=(1, 2), ns=(1, 2, 3), num_seeds=1, curve_ranks=(2,),
+                            train=dict(steps=5), variant_ranks=(2,), variant_ns=(1, 3),
+                            mc_steps=5),
+    "subspace_clustering": dict(ks=(2,), dims=(12,), ranks=(1, 2), ns=(1, 2, 3), num_seeds=1,
+                                train=dict(steps=5, restarts=1, noise_per_point=2),
+                                random_ns=(2,), random_restarts=2, kss_iters=2,
+                                kss_restarts=1),
+    "molrg_networks": dict(
+        dim=12, image_shape=(2, 2, 3), ranks=(2, 3), ns=(2, 8), num_seeds=1,
+        mlp=dict(model=dict(hidden=16, emb_dim=8), train=dict(batch_size=4, **_TINY_TRAIN)),
+        unet=dict(model=dict(width=8, emb_dim=8), train=dict(batch_size=4, **_TINY_TRAIN),
+                  cells=((2, 8),), num_seeds=1),
+        eval=dict(num_samples=8, steps=3, score_samples=16, score_sigmas=2)),
+    "memorization_theory": dict(
+        num_train=16, random_dim=16, cifar10_num_train=16, num_noises=4, steps=(2, 4),
+        table_steps=4, ref_steps=8, round_trip_num=4, round_trip_steps=(2, 4), plane_grid=3,
+        plane_steps=(2, 4), plane_candidates=4),
+    "optimization_view": dict(
+        molrg_dim=12, molrg_components=2, molrg_rank=2, finite_num_train=32, traj_num=8,
+        traj_steps=(10,), traj_main_steps=10, identity_num=4, num_samples=64, num_seeds=1,
+        nfe=(5,), sw_projections=16),
+    "reproducibility_regimes": dict(zoo=_TINY_ZOO, plane_grid=3, plane_size_index=0,
+                                    grid_columns=2, steps=3, **_TINY_ZOO_STUDY),
+    "reproducibility_across_samplers": dict(
+        zoo=_TINY_ZOO, samplers=(("DDIM", "ddim", 3), ("Heun", "heun", 2)),
+        **_TINY_ZOO_STUDY),
+}
+
+
+@pytest.fixture(scope="module")
+def cifar10(tmp_path_factory):
+  return write_cifar_dir(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py", 64)
+
+
+def test_every_study_has_a_tiny_paper_override():
+  assert set(TINY) == set(STUDIES)
+
+
+def test_paper_without_cifar10_stops_before_any_work(tmp_path):
+  with pytest.raises(ValueError, match="--cifar10=PATH"):
+    runner.run_studies(list(STUDIES), variant="paper", results_dir=tmp_path / "r")
+  assert not (tmp_path / "r").exists()
+  with pytest.raises(ValueError, match="no such directory"):
+    runner.run_studies(["memorization_theory"], variant="paper", results_dir=tmp_path / "r",
+                       data={"cifar10": str(tmp_path / "nowhere")})
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_tiny_paper_run(name, cifar10, tmp_path_factory):
+  zoo_dir = tmp_path_factory.getbasetemp() / "paper_zoo"     # shared by both zoo studies
+  changes = dict(TINY[name])
+  if "zoo" in changes:
+    changes["zoo"] = dict(changes["zoo"], dir=str(zoo_dir))
+  paper = runner.study_settings(name, "paper", {"cifar10": str(cifar10)})
+  tiny = settings_lib.override(paper, changes, where=name)
+  out = tmp_path_factory.mktemp("paper") / name
+  metrics = runner.run_study(name, tiny, out, variant="paper")
+  assert metrics["verdicts"], name
+  for f in ("metrics.json", "report.md", "config.json", "manifest.json"):
+    assert (out / f).stat().st_size > 0, (name, f)
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert manifest["variant"] == "paper"
+  recorded = json.loads((out / "config.json").read_text())
+  if name == "memorization_theory":
+    assert recorded["cifar10_dir"] == str(cifar10) and "cifar10" in recorded["datasets"]
+  if name.startswith("reproducibility_"):
+    assert recorded["zoo"]["train"]["data"]["name"] == "cifar10"
+    assert recorded["zoo"]["train"]["model"]["name"] == "unet"
