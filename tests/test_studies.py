@@ -34,6 +34,18 @@ def test_every_study_has_settings_config_and_entrypoint(name):
     runner.study_settings(name, "bogus")
 
 
+def test_only_process_zero_writes_results(tmp_path, monkeypatch):
+  # Multi-host: the other processes compute the same study into a scratch
+  # directory that is removed, and never touch the results directory.
+  monkeypatch.setattr(runner.jax, "process_index", lambda: 1)
+  monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path / "scratch"))
+  (tmp_path / "scratch").mkdir()
+  metrics = runner.run_study("theory_checks", runner.study_settings("theory_checks", "smoke"),
+                             tmp_path / "results" / "theory_checks", variant="smoke")
+  assert metrics["verdicts"] and not (tmp_path / "results").exists()
+  assert not list((tmp_path / "scratch").iterdir())
+
+
 def test_select():
   assert runner.select(None) == list(STUDIES)
   assert runner.select(" theory_checks ") == ["theory_checks"]

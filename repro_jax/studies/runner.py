@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 import pathlib
 import shutil
+import tempfile
 import time
 from types import ModuleType
 
 from absl import logging
+import jax
 
 from repro_jax import io
 from repro_jax import settings as settings_lib
@@ -99,22 +101,21 @@ def run_study(name: str, settings, workdir, *, mesh=None, variant: str | None = 
   final = pathlib.Path(workdir)
   if variant is not None:
     check_variant(final, variant)
+  if jax.process_index() != 0:
+    # Multi-host: every process computes (the study's arrays span all hosts'
+    # devices), process 0 alone writes the results; the others write into a
+    # scratch directory that is removed at the end.
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix=f"{name}-process{jax.process_index()}-"))
+    try:
+      return _run_into(module, name, settings, scratch, mesh, variant)
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
   parent = final.parent
   parent.mkdir(parents=True, exist_ok=True)
   _clean_partials(parent, final.name)
   partial = parent / f".{final.name}.partial"
   partial.mkdir()
-  mesh = sharding.make_mesh() if mesh is None else mesh
-  t0 = time.time()
-  io.save_json(partial / "config.json", settings_lib.to_dict(settings))
-  ctx = common.Context(partial, mesh, name)
-  metrics = module.measure(settings, ctx)
-  judged = module.verdicts(settings, metrics)
-  metrics = dict(metrics, verdicts=[v.to_dict() for v in judged])
-  io.save_json(partial / "metrics.json", metrics)
-  module.render(settings, io.load_json(partial / "metrics.json"), partial)
-  seconds = time.time() - t0
-  io.save_json(partial / "manifest.json", common.manifest(name, settings, seconds, variant))
+  metrics = _run_into(module, name, settings, partial, mesh, variant)
   if final.exists():
     old = parent / f".{final.name}.old"
     final.rename(old)
@@ -122,6 +123,22 @@ def run_study(name: str, settings, workdir, *, mesh=None, variant: str | None = 
     shutil.rmtree(old)
   else:
     partial.rename(final)
+  return metrics
+
+
+def _run_into(module, name, settings, out: pathlib.Path, mesh, variant) -> dict:
+  """measure → verdicts → render → manifest, every file written into `out`."""
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  t0 = time.time()
+  io.save_json(out / "config.json", settings_lib.to_dict(settings))
+  ctx = common.Context(out, mesh, name)
+  metrics = module.measure(settings, ctx)
+  judged = module.verdicts(settings, metrics)
+  metrics = dict(metrics, verdicts=[v.to_dict() for v in judged])
+  io.save_json(out / "metrics.json", metrics)
+  module.render(settings, io.load_json(out / "metrics.json"), out)
+  seconds = time.time() - t0
+  io.save_json(out / "manifest.json", common.manifest(name, settings, seconds, variant))
   logging.info("%s: %s in %.0fs", name, verdicts_lib.summary(judged), seconds)
   return metrics
 
@@ -192,8 +209,9 @@ def run_studies(names, *, variant="cpu", results_dir=None, force=False,
     print(f"[{i}/{len(names)}] {name}: done in {seconds:.0f}s, "
           f"{rows[-1]['verdicts']}; vs previous run: {cmp.text()} "
           f"(total {time.time() - t_start:.0f}s)", flush=True)
-  page = build_results_page(results_dir)
-  print(summary_table(rows, time.time() - t_start, page), flush=True)
+  if jax.process_index() == 0:     # multi-host: process 0 writes the page
+    page = build_results_page(results_dir)
+    print(summary_table(rows, time.time() - t_start, page), flush=True)
   return status
 
 
