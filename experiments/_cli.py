@@ -29,6 +29,14 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def interrupted(message: str) -> None:
+  """Print `<command>: message` for a run stopped by Ctrl-C and exit with status 130
+  (128 + SIGINT, as a shell reports it)."""
+  name = pathlib.Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "repro_jax"
+  print(f"experiments.{name}: {message}", file=sys.stderr)
+  sys.exit(130)
+
+
 def _override_args(argv):
   return [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
 

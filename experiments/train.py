@@ -7,6 +7,8 @@ r"""Train a denoising network (U-Net or MLP) as configured.
 Writes `config.json`, `data_indices.npy`, `metrics.jsonl` and orbax
 `checkpoints/` under `--workdir`; run the same command again to resume from the
 latest checkpoint (a changed config is refused, see `--allow_config_change`).
+Ctrl-C stops after the steps in flight, saves that step and exits with status
+130; rerunning a finished run says so and trains nothing.
 `--config.distributed=True` calls
 `jax.distributed.initialize()` first (multi-host).  All the work is
 `repro_jax.networks.training.train`.
@@ -53,11 +55,29 @@ def main(argv):
   _cli.check_writable_dir(os.path.dirname(os.path.abspath(_WORKDIR.value)), "workdir",
                          _WORKDIR.value)
   sharding.maybe_initialize_distributed(cfg.distributed)
+  workdir = os.path.abspath(_WORKDIR.value)
   try:
-    training.train(cfg, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
+    state, history = training.train(cfg, _WORKDIR.value,
+                                    allow_config_change=_ALLOW_CHANGE.value)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:   # incl. divergence
     _cli.fail(str(e))
-  print(f"wrote {os.path.abspath(_WORKDIR.value)}/ (checkpoints, metrics.jsonl, config.json)")
+  except training.Interrupted as e:
+    if e.saved == e.step:
+      _cli.interrupted(f"interrupted at step {e.step}; checkpoint saved in {workdir} "
+                       "(rerun the same command to resume)")
+    elif e.saved is not None:
+      _cli.interrupted(f"interrupted at step {e.step}; the last checkpoint in {workdir} is "
+                       f"step {e.saved} (rerun the same command to resume from it)")
+    _cli.interrupted(f"interrupted at step {e.step}; no checkpoint saved in {workdir} "
+                     "(rerun the same command to start again)")
+  except KeyboardInterrupt:   # outside the step loop (loading, restoring): nothing new
+    _cli.interrupted(f"interrupted; nothing new saved in {workdir} (rerun the same command "
+                     "to resume)")
+  outputs = f"{workdir}/ (checkpoints, metrics.jsonl, config.json)"
+  if not history:
+    print(f"already trained to step {int(state.step)}: {outputs}")
+  else:
+    print(f"wrote {outputs}")
 
 
 if __name__ == "__main__":

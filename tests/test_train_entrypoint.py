@@ -1,11 +1,13 @@
 """`python -m experiments.train`: config files and overrides, outputs, resume,
-bad configs failing with a clear message before any training, and divergence.
+a rerun of a finished run, Ctrl-C, bad configs failing with a clear message
+before any training, and divergence.
 """
 
 import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -52,6 +54,14 @@ def test_train_writes_outputs_and_resumes(tmp_path):
   assert "train.num_steps" in (wd / "config_changes.jsonl").read_text()
   steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
   assert steps == [10, 20]
+  # The same command again: nothing left to train, and it says so.
+  r = _run(f"--config={_CONFIG}:smoke", f"--workdir={wd}", *_FAST,
+           "--config.train.num_steps=20", "--allow_config_change")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert f"Already trained to step 20 in {wd}" in r.stderr and "Training mlp" not in r.stderr
+  assert r.stdout.strip() == (f"already trained to step 20: {wd}/ (checkpoints, "
+                              "metrics.jsonl, config.json)")
+  assert len((wd / "metrics.jsonl").read_text().splitlines()) == 2
   denoise = training.load_denoiser(str(wd))
   meta = denoise.info
   assert meta["step"] == 20 and meta["config"].model.hidden == 32
@@ -73,6 +83,38 @@ def test_train_writes_outputs_and_resumes(tmp_path):
                       f"--out={tmp_path / 'x.npz'}"], cwd=_ROOT, env=env,
                      capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "no checkpoints" in r.stderr
+
+
+def test_ctrl_c_saves_the_step_and_exits_130(tmp_path):
+  """SIGINT once the loop runs: the chunk in flight ends, its step is saved (off the
+  checkpoint schedule), and one line says where, without a traceback."""
+  wd = tmp_path / "run"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_COMPILATION_CACHE_DIR=str(_CACHE))
+  p = subprocess.Popen(
+      [sys.executable, "-m", "experiments.train", f"--config={_CONFIG}:smoke",
+       f"--workdir={wd}", *_FAST, "--config.train.num_steps=1000000",
+       "--config.train.checkpoint_every=100000"],
+      cwd=_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    seen = []
+    for line in p.stderr:   # wait until the step loop runs
+      seen.append(line)
+      if "step 10/1000000" in line:
+        break
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+  finally:
+    p.kill()
+  err = "".join(seen) + err
+  assert p.returncode == 130 and "Traceback" not in err, err[-3000:]
+  last = err.strip().splitlines()[-1]
+  match = re.fullmatch(rf"experiments\.train: interrupted at step (\d+); checkpoint saved in "
+                       rf"{re.escape(str(wd))} \(rerun the same command to resume\)", last)
+  assert match, last
+  step = match.group(1)
+  assert os.listdir(wd / "checkpoints") == [step] and out == ""
+  steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert steps[-1] == int(step) and steps == list(range(10, int(step) + 1, 10))
 
 
 def _sample(*args):

@@ -1,5 +1,6 @@
 """Training stack: the loss falls, an MLP memorizes a handful of points, a
-resumed run is bit-identical to an uninterrupted one, 8 fake devices match 1,
+resumed run is bit-identical to an uninterrupted one (also after Ctrl-C, which
+saves the step reached), 8 fake devices match 1,
 many vmapped models match the same models trained alone (and rows in memory
 train as the same rows read from a file), bad configs fail before training
 starts, and a checkpoint loads as a sampler denoiser.
@@ -8,6 +9,7 @@ starts, and a checkpoint loads as a sampler denoiser.
 import json
 import os
 import pathlib
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,7 @@ from repro_jax.networks import training
 from repro_jax import settings as settings_lib
 from repro_jax.networks.training import checkpoint
 from repro_jax.networks.training import config as config_lib
+from repro_jax.networks.training import loop as loop_lib
 from repro_jax.networks.training import step as step_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -165,6 +168,114 @@ def test_resume_is_bit_identical(tmp_path):
   cfg.model.hidden = 64  # resuming with another network is refused
   with pytest.raises(ValueError, match="model.hidden: 32 → 64"):
     training.train(_typed(cfg), str(part), allow_config_change=True)
+
+
+def _metrics_steps(workdir):
+  return [json.loads(l)["step"] for l in (pathlib.Path(workdir) / "metrics.jsonl")
+          .read_text().splitlines()]
+
+
+def _interrupt(monkeypatch, how, at):
+  """Ctrl-C in the chunk that starts at step `at`, made deterministic.
+
+  "signal": a real SIGINT while the chunk is checked (the loop finishes it,
+  saves its end step and stops); "before": a KeyboardInterrupt as the chunk is
+  called (its input state still alive); "in_flight": one while the chunk is
+  checked (its input state already donated to it, its output not yet accepted).
+  """
+  check, make = loop_lib.check_finite, step_lib.jit_chunk
+
+  def checked(losses, state, *, start, saved):
+    if start == at and how == "signal":
+      signal.raise_signal(signal.SIGINT)
+    if start == at and how == "in_flight":
+      raise KeyboardInterrupt
+    return check(losses, state, start=start, saved=saved)
+
+  def jit_chunk(*args, **kwargs):
+    chunk = make(*args, **kwargs)
+
+    def run(state, data, n):
+      if how == "before" and int(state.step.max()) == at:
+        raise KeyboardInterrupt
+      return chunk(state, data, n)
+    return run
+  monkeypatch.setattr(loop_lib, "check_finite", checked)
+  monkeypatch.setattr(step_lib, "jit_chunk", jit_chunk)
+
+
+@pytest.mark.parametrize("how, at, stopped, kept", [
+    ("signal", 20, 30, ["20", "30"]),     # the chunk in flight ends, step 30 is saved
+    ("before", 30, 30, ["20", "30"]),     # step 30 is saved before the next chunk
+    ("in_flight", 10, 10, []),            # step 10's state is consumed: nothing to save
+])
+def test_ctrl_c_saves_the_step_reached_and_resumes_bit_identically(tmp_path, monkeypatch,
+                                                                   how, at, stopped, kept):
+  cfg = _typed(_mlp_config(num_steps=40, log_every=10, checkpoint_every=20))
+  full, hist_full = training.train(cfg, str(tmp_path / "full"))
+  wd = tmp_path / "run"
+  with monkeypatch.context() as m:
+    _interrupt(m, how, at)
+    with pytest.raises(training.Interrupted) as stop:
+      training.train(cfg, str(wd))
+  assert isinstance(stop.value, KeyboardInterrupt)
+  assert (stop.value.step, stop.value.saved) == (stopped, int(kept[-1]) if kept else None)
+  assert sorted(os.listdir(wd / "checkpoints"), key=int) == kept
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+  resumed, history = training.train(cfg, str(wd))
+  resumed_from = int(kept[-1]) if kept else 0
+  assert [h["step"] for h in history] == [s for s in (10, 20, 30, 40) if s > resumed_from]
+  for a, b in zip(_leaves(full), _leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  # One record per chunk, each once: the records past the checkpoint were dropped.
+  assert _metrics_steps(wd) == [10, 20, 30, 40]
+  assert json.loads((wd / "metrics.jsonl").read_text().splitlines()[-1])["loss"] == (
+      hist_full[-1]["loss"])
+
+
+def test_train_many_saves_on_ctrl_c(tmp_path, monkeypatch):
+  cfg = _typed(_mlp_config(num_steps=20, log_every=10, checkpoint_every=20))
+  wd = tmp_path / "many"
+  with monkeypatch.context() as m:
+    _interrupt(m, "signal", 0)
+    with pytest.raises(training.Interrupted) as stop:
+      training.train_many(cfg, str(wd), seeds=(0, 1))
+  assert (stop.value.step, stop.value.saved) == (10, 10)
+  assert os.listdir(wd / "checkpoints") == ["10"]
+  _, history = training.train_many(cfg, str(wd), seeds=(0, 1))
+  assert [h["step"] for h in history] == [20] and _metrics_steps(wd) == [10, 20]
+
+
+def test_resume_drops_the_metrics_past_the_checkpoint(tmp_path):
+  """Records of chunks after the last checkpoint (a crash) and of superseded reruns
+  (files of older versions) are dropped; a cut line too."""
+  cfg = _typed(_mlp_config(num_steps=30, log_every=10, checkpoint_every=20))
+  wd = tmp_path / "run"
+  training.train(cfg, str(wd))
+  path = wd / "metrics.jsonl"
+  lines = path.read_text().splitlines()
+  path.write_text("\n".join([lines[0], lines[1], lines[1], lines[2][:15]]) + "\n")
+  assert loop_lib.truncate_metrics(str(path), 20) == 2
+  assert _metrics_steps(wd) == [10, 20]
+  assert [os.path.basename(p) for p in wd.iterdir() if p.name.startswith(".")] == []
+  path.write_text("\n".join([lines[0], lines[1], lines[0], lines[1], lines[2]]) + "\n")
+  _, history = training.train(settings_lib.override(cfg, {"train": {"num_steps": 40}}),
+                              str(wd), allow_config_change=True)
+  assert [h["step"] for h in history] == [40]
+  steps = _metrics_steps(wd)
+  assert steps == [10, 20, 30, 40] and steps == sorted(set(steps))
+
+
+def test_rerunning_a_finished_run_says_so(tmp_path, caplog):
+  cfg = _typed(_mlp_config(num_steps=10, log_every=10, checkpoint_every=10))
+  wd = tmp_path / "run"
+  training.train(cfg, str(wd))
+  caplog.set_level("INFO")
+  state, history = training.train(cfg, str(wd))
+  assert history == [] and int(state.step) == 10
+  assert f"Already trained to step 10 in {wd}" in caplog.text
+  assert "Training mlp" not in caplog.text
+  assert _metrics_steps(wd) == [10]
 
 
 def test_eight_devices_match_one(mesh8):

@@ -6,7 +6,8 @@ Public surface:
   paper): everything that defines a run, parsed once from a config.
 
 - `train(cfg, workdir, *, mesh=None) -> (state, history)`: one model, data-
-  parallel over a 1-D mesh, orbax checkpoints, resume, metrics.jsonl.
+  parallel over a 1-D mesh, orbax checkpoints, resume, metrics.jsonl; Ctrl-C
+  saves the step reached and raises `Interrupted` (a KeyboardInterrupt).
 - `train_many(cfg, workdir=None, *, seeds, subset_seeds=None, subsets=None,
   mesh=None)`: M models of one architecture in one vmapped program (each
   model's batch split over the mesh, if given).
@@ -30,6 +31,7 @@ from repro_jax.networks.training.config import parameterization
 from repro_jax.networks.training.load import load_denoiser
 from repro_jax.networks.training.load import network_denoiser
 from repro_jax.networks.training.load import stacked_denoiser
+from repro_jax.networks.training.loop import Interrupted
 from repro_jax.networks.training.loop import prepare
 from repro_jax.networks.training.loop import run_loop
 from repro_jax.networks.training.loop import train
@@ -48,7 +50,7 @@ from repro_jax.networks.training.step import net_fn
 from repro_jax.networks.training.step import train_chunk
 from repro_jax.networks.training.step import train_step
 
-__all__ = ["TrainSettings", "variant", "train", "train_many", "load_denoiser",
+__all__ = ["TrainSettings", "variant", "train", "train_many", "Interrupted", "load_denoiser",
            "network_denoiser", "stacked_denoiser", "prepare", "run_loop",
            "stack_subsets", "check_config", "optimizer", "parameterization",
            "TrainState", "DataArrays", "Trainer", "make_trainer", "init_state",

@@ -7,7 +7,9 @@ as an uninterrupted run would (same chunk boundaries, keys from
 `lax.scan` (or, for the U-Net on a CPU, a loop over one jitted step: see
 `config.step_loop`); between chunks the loop logs loss, steps/s and ETA,
 appends a JSON line to `workdir/metrics.jsonl` and saves a checkpoint every
-`checkpoint_every` steps.
+`checkpoint_every` steps.  Ctrl-C stops at the end of the chunk in flight,
+saves that step and raises `Interrupted` (a KeyboardInterrupt) once the save
+is written; a resumed run first drops the metrics records past its checkpoint.
 
 A resumed run keeps the config of its checkpoint: a changed field is refused
 with the list of changes, unless `allow_config_change` lets one of
@@ -19,8 +21,11 @@ with the list of changes, unless `allow_config_change` lets one of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from typing import Callable
 
@@ -70,57 +75,164 @@ def _fmt_eta(seconds: float) -> str:
   return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+class Interrupted(KeyboardInterrupt):
+  """Training stopped by Ctrl-C after `step` steps; `saved` is the latest
+  checkpointed step (equal to `step` when the stop was saved), or None."""
+
+  def __init__(self, step: int, saved: int | None):
+    super().__init__(f"interrupted at step {step}")
+    self.step, self.saved = int(step), saved
+
+
+@contextlib.contextmanager
+def _stop_on_sigint():
+  """Yield an Event that the first Ctrl-C (SIGINT) sets instead of raising.
+
+  The loop then stops at the end of the chunk in flight (a jitted chunk cannot
+  be cut short, and its input state is donated to it) and saves that step; a
+  second Ctrl-C raises KeyboardInterrupt at once.  Only in the main thread
+  with Python's default handler installed; elsewhere nothing changes.
+  """
+  stop = threading.Event()
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    yield stop
+    return
+
+  def handler(signum, frame):
+    if stop.is_set():
+      raise KeyboardInterrupt
+    stop.set()
+    logging.warning("Ctrl-C: stopping after the steps in flight, then saving a checkpoint "
+                    "(Ctrl-C again stops at once).")
+  signal.signal(signal.SIGINT, handler)
+  try:
+    yield stop
+  finally:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _alive(state) -> bool:
+  """Whether no buffer of `state` was donated to (consumed by) a later chunk."""
+  return not any(getattr(a, "is_deleted", lambda: False)() for a in jax.tree.leaves(state))
+
+
 def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
              log_every: int, checkpoint_every: int, batch_size: int,
-             save_fn: Callable | None = None, metrics_path: str | None = None):
+             save_fn: Callable | None = None, wait_fn: Callable | None = None,
+             metrics_path: str | None = None):
   """Run chunks of `log_every` steps (aligned to multiples of it) up to `num_steps`.
+
+  Ctrl-C (SIGINT) stops the run at the end of the chunk in flight, saves that
+  step with `save_fn`, waits for the save (`wait_fn`) and raises `Interrupted`.
+  A KeyboardInterrupt raised inside the loop (a second Ctrl-C, or one from a
+  caller's code) saves the last finished chunk's state if the chunk in flight
+  has not consumed it, then raises `Interrupted` too.
 
   Args:
     chunk: jitted `(state, data, n) -> (state, {'loss': [n] or [n, M], ...})`.
-    save_fn: `save_fn(step, state)`, called every `checkpoint_every` steps and at
-      the end.
+    save_fn: `save_fn(step, state)`, called every `checkpoint_every` steps, at the
+      end, and on Ctrl-C.
+    wait_fn: `wait_fn()` waits for the saves in flight (before `Interrupted`).
     metrics_path: JSON-lines file to append one record per chunk to.
 
   Returns:
     `(state, history)` with one dict per chunk.
+
+  Raises:
+    Interrupted: on Ctrl-C, with the step reached and the last checkpointed step.
   """
   history, step, t_begin, first = [], int(start), time.time(), True
   saved = int(start) if start else None
   writer = open(metrics_path, "a") if metrics_path and _is_lead() else None
+
+  def stop_here(at_once: bool):
+    nonlocal saved
+    if (save_fn is not None and step > (saved or 0)
+        and (not at_once or (_alive(state) and bool(_finite(state))))):
+      save_fn(step, state)
+      saved = step
+    if wait_fn is not None:
+      wait_fn()
+    logging.warning("Interrupted at step %d; %s.", step,
+                    "no checkpoint saved" if saved is None else f"last checkpoint: step {saved}")
+    return Interrupted(step, saved)
+
   try:
-    while step < num_steps:
-      n = min(log_every - step % log_every, num_steps - step)
-      t0 = time.time()
-      state, metrics = chunk(state, data, n)
-      losses = np.asarray(metrics["loss"], np.float64)  # waits for the chunk
-      dt = max(time.time() - t0, 1e-9)
-      check_finite(losses, state, start=step, saved=saved)
-      step += n
-      rate = n / dt
-      record = {"step": step, "loss": float(losses.mean()),
-                "loss_last": float(losses[-1].mean()),
-                "grad_norm": float(np.mean(metrics["grad_norm"])),
-                "steps_per_sec": rate, "images_per_sec": rate * batch_size,
-                "elapsed_sec": time.time() - t_begin,
-                "eta_sec": (num_steps - step) / rate,
-                "includes_compile": first}
-      first = False
-      if losses.ndim == 2:
-        record["loss_per_model"] = losses.mean(axis=0).tolist()
-      history.append(record)
-      if writer is not None:
-        writer.write(json.dumps(record) + "\n")
-        writer.flush()
-      logging.info("step %d/%d  loss %.5f  %.1f steps/s  %.0f img/s  ETA %s", step,
-                   num_steps, record["loss"], rate, rate * batch_size,
-                   _fmt_eta(record["eta_sec"]))
-      if save_fn is not None and (step % checkpoint_every == 0 or step == num_steps):
-        save_fn(step, state)
-        saved = step
+    with _stop_on_sigint() as stop:
+      try:
+        while step < num_steps and not stop.is_set():
+          n = min(log_every - step % log_every, num_steps - step)
+          t0 = time.time()
+          new_state, metrics = chunk(state, data, n)
+          losses = np.asarray(metrics["loss"], np.float64)  # waits for the chunk
+          dt = max(time.time() - t0, 1e-9)
+          check_finite(losses, new_state, start=step, saved=saved)
+          rate = n / dt
+          record = {"step": step + n, "loss": float(losses.mean()),
+                    "loss_last": float(losses[-1].mean()),
+                    "grad_norm": float(np.mean(metrics["grad_norm"])),
+                    "steps_per_sec": rate, "images_per_sec": rate * batch_size,
+                    "elapsed_sec": time.time() - t_begin,
+                    "eta_sec": (num_steps - step - n) / rate,
+                    "includes_compile": first}
+          first = False
+          if losses.ndim == 2:
+            record["loss_per_model"] = losses.mean(axis=0).tolist()
+          history.append(record)
+          if writer is not None:
+            writer.write(json.dumps(record) + "\n")
+            writer.flush()
+          # (step, state) always name the same finished chunk: the state saved on
+          # an interrupt is never labelled with another step.
+          step, state = step + n, new_state
+          logging.info("step %d/%d  loss %.5f  %.1f steps/s  %.0f img/s  ETA %s", step,
+                       num_steps, record["loss"], rate, rate * batch_size,
+                       _fmt_eta(record["eta_sec"]))
+          if save_fn is not None and (step % checkpoint_every == 0 or step == num_steps):
+            save_fn(step, state)
+            saved = step
+      except KeyboardInterrupt as e:
+        raise stop_here(at_once=True) from e
+      if step < num_steps:
+        raise stop_here(at_once=False)
   finally:
     if writer is not None:
       writer.close()
   return state, history
+
+
+def truncate_metrics(path: str, step: int) -> int:
+  """Keep only the records of one line of training up to `step` in `path`, atomically.
+
+  A resumed run continues from its checkpoint at `step`; the records written
+  past it (chunks after the last checkpoint, or a checkpoint set aside as
+  damaged) would otherwise appear twice.  A record whose step is not above the
+  previous one starts a rerun of those steps, so the records it supersedes are
+  dropped as well, and so are lines that do not parse (cut short by a crash).
+
+  Returns:
+    The number of lines dropped.
+  """
+  if not _is_lead() or not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    lines = f.read().splitlines()
+  kept = []   # [(step, line)], steps strictly increasing
+  for line in lines:
+    try:
+      s = int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+      continue
+    while kept and kept[-1][0] >= s:
+      kept.pop()
+    kept.append((s, line))
+  kept = [line for s, line in kept if s <= step]
+  if len(kept) < len(lines):
+    io.write_text(path, "".join(line + "\n" for line in kept))
+    logging.info("Dropped %d record(s) past step %d from %s.", len(lines) - len(kept), step,
+                 path)
+  return len(lines) - len(kept)
 
 
 @jax.jit
@@ -267,7 +379,17 @@ def _start(cfg, workdir, mngr, trainer, dataset, sharding, allow_change=False):
       record_changes(workdir, start, changes)
   if _is_lead():
     data_lib.save_indices(workdir, indices)
+  truncate_metrics(os.path.join(workdir, METRICS_FILE), start)
   return state, start, indices
+
+
+def already_trained(cfg, workdir: str, start: int) -> bool:
+  """Whether the run resumed at `start` has no step left to train (then logged)."""
+  if start < int(cfg.train.num_steps):
+    return False
+  logging.info("Already trained to step %d in %s (config.train.num_steps = %d); nothing "
+               "to do.", start, workdir, cfg.train.num_steps)
+  return True
 
 
 def train(cfg, workdir: str, *, mesh=None, allow_config_change: bool = False):
@@ -284,7 +406,11 @@ def train(cfg, workdir: str, *, mesh=None, allow_config_change: bool = False):
       refused with the list of changed fields.
 
   Returns:
-    `(state, history)`: the final `TrainState` and the per-chunk metrics.
+    `(state, history)`: the final `TrainState` and the per-chunk metrics
+    (empty when the checkpoint is already at `cfg.train.num_steps`).
+
+  Raises:
+    Interrupted: Ctrl-C; the step reached is saved first (rerun to resume).
   """
   config_lib.check_config(cfg)
   if mesh is None:
@@ -302,9 +428,10 @@ def train(cfg, workdir: str, *, mesh=None, allow_config_change: bool = False):
     meta = run_meta(cfg, dataset, [cfg.seed], stacked=False)
     chunk = step_lib.jit_chunk(trainer, state_sharding=replicated,
                                loop=config_lib.step_loop(cfg))
-    logging.info("Training %s on %s (N = %d, shape %s) for %d steps on %d device(s).",
-                 cfg.model.name, cfg.data.name, len(indices), dataset.data_shape,
-                 cfg.train.num_steps, mesh.size)
+    if not already_trained(cfg, workdir, start):
+      logging.info("Training %s on %s (N = %d, shape %s) for %d steps on %d device(s).",
+                   cfg.model.name, cfg.data.name, len(indices), dataset.data_shape,
+                   cfg.train.num_steps, mesh.size)
     state, history = run_loop(
         chunk, state, data, start=start, num_steps=int(cfg.train.num_steps),
         log_every=int(cfg.train.log_every),
@@ -312,6 +439,7 @@ def train(cfg, workdir: str, *, mesh=None, allow_config_change: bool = False):
         batch_size=int(cfg.train.batch_size),
         save_fn=lambda step, st: checkpoint.save(mngr, step, st, indices, len(indices),
                                                  meta),
+        wait_fn=mngr.wait_until_finished,
         metrics_path=os.path.join(workdir, METRICS_FILE))
   finally:
     mngr.wait_until_finished()

@@ -93,6 +93,9 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
   Returns:
     `(states, history)`: `TrainState` with leading axis M, per-chunk metrics
     (`loss_per_model` lists the M losses).
+
+  Raises:
+    loop.Interrupted: Ctrl-C; with a `workdir` the step reached is saved first.
   """
   config_lib.check_config(cfg)
   num_devices = 1 if mesh is None else mesh.size
@@ -113,7 +116,7 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
   mngr = None if workdir is None else checkpoint.manager(workdir,
                                                          cfg.train.keep_checkpoints)
   try:
-    start, save_fn, metrics_path = 0, None, None
+    start, save_fn, wait_fn, metrics_path = 0, None, None, None
 
     def abstract(saved_meta, saved):
       loop.check_same_run(saved_meta["config"], cfg, workdir, allow_config_change)
@@ -135,16 +138,19 @@ def train_many(cfg, workdir: str | None = None, *, seeds: Sequence[int] = (0, 1)
     if mngr is not None:
       meta = loop.run_meta(cfg, dataset, seeds, stacked=True)
       save_fn = lambda step, st: checkpoint.save(mngr, step, st, indices, counts, meta)
+      wait_fn = mngr.wait_until_finished
       metrics_path = os.path.join(workdir, loop.METRICS_FILE)
       loop.write_config(workdir, cfg, replace=restored is None)
       data_lib.save_indices(workdir, indices)  # [M, N_max]; counts in the checkpoint
+      loop.truncate_metrics(metrics_path, start)
+      loop.already_trained(cfg, workdir, start)
     chunk = step_lib.jit_chunk(trainer, many=True, state_sharding=replicated,
                                loop=config_lib.step_loop(cfg))
     return loop.run_loop(
         chunk, states, loop.data_arrays(dataset, indices, counts, replicated), start=start,
         num_steps=int(cfg.train.num_steps), log_every=int(cfg.train.log_every),
         checkpoint_every=int(cfg.train.checkpoint_every),
-        batch_size=int(cfg.train.batch_size) * m, save_fn=save_fn,
+        batch_size=int(cfg.train.batch_size) * m, save_fn=save_fn, wait_fn=wait_fn,
         metrics_path=metrics_path)
   finally:
     if mngr is not None:
