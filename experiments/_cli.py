@@ -1,5 +1,11 @@
 """Shared absl plumbing of the entry points: one-line errors, `--print_config`,
-writable-output checks, and the study entry points (`--config`, `--workdir`).
+writable-output checks, the bundled configs, and the study entry points
+(`--config`, `--workdir`).
+
+The configs are found from any working directory: the defaults are the files
+of the `configs` package installed beside `experiments`, and a `--config`
+value `configs/<name>.py[:variant]` naming no file in the working directory
+names the bundled file of that name.
 
 A bad flag, config override, variant or input ends the command with one line
 on stderr, `<command>: error: <what, and what is allowed>`, and exit status 2,
@@ -21,6 +27,11 @@ from ml_collections import config_flags
 # What a config override or a flag value can raise while absl parses the flags.
 _PARSE_ERRORS = (flags.Error, AttributeError, KeyError, ValueError, TypeError, IndexError)
 
+# The bundled configs: the `configs` package installed beside this one (the
+# repository's `configs/` in a checkout or an editable install).  Found by
+# location, not by import, so a `configs` package of the user's cannot shadow it.
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
 
 def fail(message: str) -> None:
   """Print `<command>: error: message` and exit with status 2."""
@@ -37,6 +48,48 @@ def interrupted(message: str) -> None:
   sys.exit(130)
 
 
+def config_file(name: str, variant: str | None = None) -> str:
+  """The bundled config `configs/<name>.py` as a `--config` value (absolute path,
+  `:variant` appended if given)."""
+  path = CONFIGS_DIR / f"{name}.py"
+  return f"{path}:{variant}" if variant else str(path)
+
+
+def resolve_config(value: str) -> str:
+  """A `--config` value with `configs/<name>.py` read from the bundled configs
+  when the working directory holds no such file; any other value unchanged."""
+  path, sep, variant = value.partition(":")
+  parts = pathlib.PurePath(path).parts
+  if len(parts) == 2 and parts[0] == "configs" and not os.path.exists(path):
+    bundled = CONFIGS_DIR / parts[1]
+    if bundled.is_file():
+      return f"{bundled}{sep}{variant}"
+  return value
+
+
+def _checked_config(value: str) -> str:
+  resolved = resolve_config(value)
+  if not os.path.isfile(resolved.partition(":")[0]):
+    bundled = ", ".join(sorted(p.name for p in CONFIGS_DIR.glob("[!_]*.py")))
+    fail(f"--config={value}: no such config file (bundled in configs/: {bundled}).")
+  return resolved
+
+
+def _with_bundled_configs(argv):
+  """`argv` with each `--config=V` / `--config V` value passed through
+  `resolve_config`; a value naming no file ends the command in one line."""
+  out, value_next = list(argv[:1]), False
+  for a in argv[1:]:
+    if value_next:
+      a, value_next = _checked_config(a), False
+    elif a.startswith("--config="):
+      a = "--config=" + _checked_config(a[len("--config="):])
+    else:
+      value_next = a == "--config"
+    out.append(a)
+  return out
+
+
 def _override_args(argv):
   return [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
 
@@ -44,7 +97,7 @@ def _override_args(argv):
 def parse_flags(argv):
   """absl's flag parsing, with every failure reported in one line."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(_with_bundled_configs(argv))
   except SystemExit as e:   # --help / --helpfull print their text, then exit
     if e.code and any(a in ("--help", "--helpfull", "--helpshort", "-h", "-?")
                       for a in argv[1:]):
@@ -108,8 +161,9 @@ def run(main) -> None:
 def main_for(study: str) -> None:
   """Define `--config`, `--workdir` and `--print_config`, then run the study."""
   config = config_flags.DEFINE_config_file(
-      "config", f"configs/{study}.py:cpu", "Study config file, `path.py:variant`; override "
-      "fields with --config.<field>=<value> (--print_config lists them).")
+      "config", config_file(study, "cpu"), f"Study config file, `path.py:variant` (e.g. "
+      f"configs/{study}.py:smoke; the bundled file unless ./configs/{study}.py exists); "
+      "override fields with --config.<field>=<value> (--print_config lists them).")
   workdir = flags.DEFINE_string("workdir", f"results/{study}",
                                 "Directory for config, metrics, figures and report.")
   show = define_print_config()

@@ -28,6 +28,8 @@ def _run(module, *args, cwd=ROOT):
     ("experiments.train", ["--config=configs/train.py:smoke", "--config.model.nope=1"],
      "--config.model.nope: no such config field"),
     ("experiments.train", ["--config=configs/train.py:huge"], "unknown training variant"),
+    ("experiments.theory_checks", ["--config=configs/nope.py:smoke"], "no such config file"),
+    ("experiments.train", ["--config", "nope/train.py:smoke"], "no such config file"),
     ("experiments.sample", ["--data=x.npy", "--out=/proc/nowhere/s.npz"],
      "is not a writable directory"),
     ("experiments.reproduce", ["--only="], "--only: names no study"),
@@ -54,3 +56,31 @@ def test_help_exits_zero_and_print_config_lists_fields():
            "--config.seed=3", "--print_config")
   assert r.returncode == 0
   assert "seed: 3" in r.stdout and "tol_identity" in r.stdout and "num_data: 300" in r.stdout
+
+
+def test_entry_points_run_from_any_directory(tmp_path):
+  """Outside the repository the default configs and `configs/<name>.py` paths are
+  the bundled files; a `configs/<name>.py` of the working directory comes first."""
+  r = _run("experiments.theory_checks", "--print_config", cwd=tmp_path)
+  assert r.returncode == 0 and "tol_identity" in r.stdout, r.stderr[-2000:]
+  in_repo = _run("experiments.theory_checks", "--config=configs/theory_checks.py:cpu",
+                 "--print_config")
+  assert r.stdout == in_repo.stdout
+  r = _run("experiments.theory_checks", "--config=configs/theory_checks.py:smoke",
+           "--config.seed=3", "--print_config", cwd=tmp_path)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "seed: 3" in r.stdout and "num_data: 300" in r.stdout
+  r = _run("experiments.train", "--config", "configs/train.py:smoke", "--workdir=w",
+           "--print_config", cwd=tmp_path)
+  assert r.returncode == 0 and "model:" in r.stdout, r.stderr[-2000:]
+  r = _run("experiments.sample", "--help", cwd=tmp_path)
+  assert r.returncode == 0 and "--checkpoint" in r.stdout, r.stderr[-2000:]
+  (tmp_path / "configs").mkdir()
+  (tmp_path / "configs" / "theory_checks.py").write_text(
+      "import ml_collections\n"
+      "def get_config(variant='cpu'):\n"
+      "  return ml_collections.ConfigDict({'mine': variant})\n")
+  r = _run("experiments.theory_checks", "--config=configs/theory_checks.py:here",
+           "--print_config", cwd=tmp_path)
+  assert r.returncode == 0 and "mine: here" in r.stdout, r.stderr[-2000:]
+  assert not (tmp_path / "w").exists() and not (tmp_path / "results").exists()

@@ -1,4 +1,4 @@
-"""The package's shape: roles by folder, no configs inside the library, a working wheel."""
+"""The package's shape: roles by folder, no configs read by the library, a working wheel."""
 
 import ast
 import os
@@ -61,12 +61,15 @@ def test_private_modules_stay_in_their_package():
 @pytest.mark.skipif(os.environ.get("REPRO_JAX_SKIP_INSTALL_TEST") == "1",
                     reason="REPRO_JAX_SKIP_INSTALL_TEST=1")
 def test_non_editable_install_runs_a_smoke_study(tmp_path):
-  """`pip install .` (no -e) into a separate directory; a smoke study runs from outside
-  the repository, where no `configs/` exists."""
+  """`pip install .` (no -e) into a separate directory; from outside the repository a
+  smoke study runs through the library (which reads no config file) and the entry
+  points find their configs in the installed `configs` package."""
   site = tmp_path / "site"
   subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                   "--target", str(site), str(ROOT)], check=True, capture_output=True)
-  assert not (site / "configs").exists()
+  assert {p.name for p in (site / "configs").glob("*.py")} == {
+      p.name for p in (ROOT / "configs").glob("*.py")}
+  assert (site / "experiments" / "sample.py").exists()
   work = tmp_path / "elsewhere"
   work.mkdir()
   code = ("import sys, repro_jax\n"
@@ -80,6 +83,13 @@ def test_non_editable_install_runs_a_smoke_study(tmp_path):
   assert "'theory_checks': 'ran'" in r.stdout
   assert (work / "out" / "theory_checks" / "metrics.json").stat().st_size > 0
   assert (work / "out" / "README.md").exists()
+  for args in (["--print_config"], ["--config=configs/theory_checks.py:smoke", "--print_config"]):
+    r = subprocess.run([sys.executable, "-m", "experiments.theory_checks", *args], cwd=work,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "tol_identity" in r.stdout, r.stderr[-3000:]
+  r = subprocess.run([sys.executable, "-c", "import experiments._cli as c; print(c.CONFIGS_DIR)"],
+                     cwd=work, env=env, capture_output=True, text=True)
+  assert r.stdout.strip() == str((site / "configs").resolve()), r.stderr[-3000:]
 
 
 @pytest.mark.parametrize("module", sorted(

@@ -64,6 +64,24 @@ def test_gl_and_nearest(images, chunk, x64):
                              ds[:, 0] / ds[:, 1], rtol=1e-9)
 
 
+def test_nearest_train_finds_the_copied_image_at_distance_zero():
+  """Index and exact distance against brute force; an exact copy reads 0, not the
+  round-off floor (~sqrt(eps)·‖x‖) of the matmul-form search."""
+  rng = np.random.default_rng(1)
+  train = (10.0 * rng.normal(size=(50, 6, 6, 1))).astype(np.float32)   # large norms
+  samples = np.concatenate([train[[7, 3, 49]], rng.normal(size=(4, 6, 6, 1))]).astype(np.float32)
+  d = np.linalg.norm((samples[:, None] - train[None]).reshape(7, 50, -1), axis=-1)
+  for chunk in (7, 4096):
+    nn = metrics.nearest_train(samples, train, chunk=chunk)
+    np.testing.assert_array_equal(nn.index, d.argmin(1))
+    np.testing.assert_allclose(nn.distance, d.min(1), rtol=1e-5)
+    np.testing.assert_array_equal(nn.distance[:3], 0.0)
+  with pytest.raises(ValueError, match="same shape"):
+    metrics.nearest_train(samples, train[..., :4, :])
+  with pytest.raises(ValueError, match="`samples` contains NaN"):
+    metrics.nearest_train(_nan(samples), train)
+
+
 @pytest.mark.parametrize("num_samples", [20, 13])   # 13 does not divide 8: padded
 def test_training_set_searches_on_eight_devices_equal_one(images, mesh8, num_samples):
   """The samples split over 8 fake devices, the training set replicated: one device's numbers."""
@@ -82,6 +100,9 @@ def test_training_set_searches_on_eight_devices_equal_one(images, mesh8, num_sam
   np.testing.assert_allclose(
       metrics.nearest_train_distance_ratio(samples, train, chunk=7, mesh=mesh8),
       metrics.nearest_train_distance_ratio(samples, train, chunk=7), rtol=1e-6)
+  many, one = (metrics.nearest_train(samples, train, chunk=7, mesh=m) for m in (mesh8, None))
+  np.testing.assert_array_equal(many.index, one.index)
+  np.testing.assert_allclose(many.distance, one.distance, rtol=1e-6)
 
 
 def test_conditional_rp(images, x64):

@@ -133,3 +133,18 @@ def test_sample_from_data_bad_inputs():
     samplers.sample_from_data(data, np.zeros((3, 3), np.float32), num_samples=2)
   with pytest.raises(ValueError, match="`mu`"):
     samplers.sample_from_data(data, sampler="ddpm", mu=1.0)
+
+
+def test_save_image_grid_cols_puts_one_set_per_row(tmp_path):
+  """`cols=B` draws sets of B images one per row; the default grid is square."""
+  import matplotlib.image
+  imgs = np.random.default_rng(0).uniform(-1, 1, size=(24, 8, 8, 1))
+  samplers.save_image_grid(tmp_path / "rows.png", imgs, cols=8)
+  samplers.save_image_grid(tmp_path / "square.png", imgs)
+  h, w = matplotlib.image.imread(tmp_path / "rows.png").shape[:2]
+  assert w / h == pytest.approx((8 * 9 + 1) / (3 * 9 + 1), rel=0.1)    # 3 rows of 8
+  h, w = matplotlib.image.imread(tmp_path / "square.png").shape[:2]
+  assert w / h == pytest.approx(1.0, rel=0.1)                          # 5 × 5
+  for bad in (0, -1, 2.5, True):
+    with pytest.raises(ValueError, match="`cols`"):
+      samplers.save_image_grid(tmp_path / "bad.png", imgs, cols=bad)

@@ -13,10 +13,10 @@ a slightly perturbed copy of itself).  Any user descriptor plugs in through
 All reductions over a training set are chunked (`O(B · chunk)` memory) and the
 pairwise metrics over M models are vmapped (`rp_matrix`).  The searches of B
 samples against a training set `[N, ...]` (`max_similarity`, `gl_score`,
-`l_generalize`, `nearest_train_distance_ratio`) take an optional 1-D `mesh`
-(axis "data", `repro_jax.sharding.make_mesh`): the samples are split over its
-devices, each searches the whole (replicated) training set, so the result is
-the one-device result.
+`l_generalize`, `nearest_train`, `nearest_train_distance_ratio`) take an
+optional 1-D `mesh` (axis "data", `repro_jax.sharding.make_mesh`): the samples
+are split over its devices, each searches the whole (replicated) training set,
+so the result is the one-device result.
 
 Threshold conventions: two images count as the same when their similarity is
 *strictly* above the threshold (`sim > threshold`; a similarity equal to the
@@ -283,6 +283,27 @@ def l_generalize(samples, train, *, chunk: int = 4096, mesh=None):
   validation.check_chunk(chunk, "chunk")
   res = _nearest(_flat(samples), _flat(train), None, chunk, mesh)
   return jnp.mean(jnp.sqrt(res.sq_dist))
+
+
+class NearestTrain(NamedTuple):
+  index: jax.Array      # [B] nearest training row
+  distance: jax.Array   # [B] ‖x_b − y_index‖, recomputed exactly
+
+
+def nearest_train(samples, train, *, chunk: int = 4096, mesh=None) -> NearestTrain:
+  """Nearest training image of each sample and the exact distance to it.
+
+  `samples [B, ...]`, `train [N, ...]` (Euclidean, on the flattened arrays;
+  `mesh` as `max_similarity`).  The search's matmul form
+  `‖x‖² − 2⟨x, y⟩ + ‖y‖²` has a round-off floor of about `sqrt(eps) ‖x‖`; the
+  distance to the row found is recomputed as `‖x − y‖`, so a copy of a
+  training image reads ≈ 0 (`train[index]` is the copied image).
+  """
+  samples, train = _prep(samples, "samples"), _prep(train, "train")
+  _check_same_item_shape(samples, train, "samples", "train")
+  validation.check_chunk(chunk, "chunk")
+  index = _nearest(_flat(samples), _flat(train), None, chunk, mesh).index
+  return NearestTrain(index, jnp.linalg.norm(_flat(samples - train[index]), axis=-1))
 
 
 def nearest_train_distance_ratio(samples, train, *, chunk: int = 4096, mesh=None):

@@ -182,7 +182,7 @@ def _as_images(x: np.ndarray):
 
 
 def save_image_grid(path, samples, *, value_range=None, max_images: int = 64,
-                    reference=None) -> None:
+                    reference=None, cols: int | None = None) -> None:
   """Draw samples as a PNG: an image grid, or (2-D points) a scatter plot.
 
   Args:
@@ -192,7 +192,12 @@ def save_image_grid(path, samples, *, value_range=None, max_images: int = 64,
     value_range: `(lo, hi)` mapped to black/white (default: the samples' range).
     max_images: at most this many images in the grid.
     reference: optional data `[N, ...]` drawn behind a scatter plot.
+    cols: images per row of the grid (default `⌈√n⌉` for n images), e.g. B to
+      draw several `[B, ...]` sets concatenated along the batch one per row.
   """
+  if cols is not None and (isinstance(cols, bool) or not isinstance(cols, (int, np.integer))
+                           or cols < 1):
+    raise ValueError(f"`cols` must be an integer >= 1 or None; got {cols!r}.")
   plt = plotting.pyplot()
 
   x = np.asarray(samples, np.float64)
@@ -212,7 +217,7 @@ def save_image_grid(path, samples, *, value_range=None, max_images: int = 64,
     lo, hi = value_range if value_range is not None else (imgs.min(), imgs.max())
     imgs = np.clip((imgs - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
     n = imgs.shape[0]
-    cols = math.ceil(math.sqrt(n))
+    cols = min(int(cols), n) if cols is not None else math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     h, w = imgs.shape[1:3]
     grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1) + imgs.shape[3:])
