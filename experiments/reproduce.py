@@ -3,6 +3,7 @@
   python -m experiments.reproduce                      # all studies, skip up-to-date
   python -m experiments.reproduce --only=theory_checks --force
   python -m experiments.reproduce --variant=paper --cifar10=/data/cifar-10-batches-py
+  python -m experiments.reproduce --variant=paper --plan   # what it would train, and cost
 """
 
 from absl import flags
@@ -10,6 +11,7 @@ from absl import flags
 from experiments import _cli
 from repro_jax import sharding
 from repro_jax.studies import STUDIES
+from repro_jax.studies import plan
 from repro_jax.studies import runner
 
 _ONLY = flags.DEFINE_string("only", None, f"Comma-separated subset of: {', '.join(STUDIES)}.")
@@ -24,6 +26,10 @@ _LIST = flags.DEFINE_bool("list", False, "List the studies, whether each is up t
 _CIFAR10 = flags.DEFINE_string(
     "cifar10", None, "Directory of the CIFAR-10 python batches (cifar-10-batches-py), "
     "given to every study that reads CIFAR-10 (the paper variant); nothing is downloaded.")
+_PLAN = flags.DEFINE_bool(
+    "plan", False, "Print what each study would train (models, parameters, steps × "
+    "batch, FLOPs) and an estimated time on this machine, then a total, and exit: "
+    "nothing is trained and no data set is read.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() (multi-host).")
 
@@ -39,6 +45,13 @@ def main(argv):
     names = runner.select(_ONLY.value)
   except ValueError as e:
     _cli.fail(f"--only: {e}")
+  if _PLAN.value:
+    try:
+      items = plan.plan_studies(names, _VARIANT.value, data, results_dir=_RESULTS.value)
+    except ValueError as e:
+      _cli.fail(str(e))
+    print(plan.table(items, _VARIANT.value))
+    return
   results = _RESULTS.value or runner.default_results_dir(_VARIANT.value)
   _cli.check_writable_dir(results, "results_dir")
   sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
