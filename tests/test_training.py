@@ -515,12 +515,24 @@ def _meta(workdir, step):
                     .read_text())
 
 
+def _damage_config():
+  return _mlp_config(num_steps=20, log_every=10, checkpoint_every=10)
+
+
+@pytest.fixture(scope="module")
+def intact_run(tmp_path_factory):
+  """A 20-step run with checkpoints at 10 and 20, trained once; tests copy it."""
+  good = tmp_path_factory.mktemp("intact") / "good"
+  training.train(_typed(_damage_config()), str(good))
+  return good
+
+
 @pytest.mark.parametrize("how", ["flip", "truncate_state", "truncate_meta", "edit_meta"])
-def test_damaged_checkpoint_is_reported_and_the_previous_step_used(tmp_path, how, caplog):
+def test_damaged_checkpoint_is_reported_and_the_previous_step_used(tmp_path, intact_run, how,
+                                                                   caplog):
   import shutil
-  cfg = _mlp_config(num_steps=20, log_every=10, checkpoint_every=10)
-  good = tmp_path / "good"
-  training.train(_typed(cfg), str(good))
+  cfg = _damage_config()
+  good = intact_run
   wd = tmp_path / "run"
   shutil.copytree(good, wd)
   _damage(wd, 20, how)

@@ -201,18 +201,29 @@ def mae_matrix(samples, threshold: float = 15.0):
 
 # Against a training set ------------------------------------------------------
 
+def _search(k, chunk):
+  if k is None:
+    return functools.partial(streaming.nearest, chunk=chunk)
+  return functools.partial(streaming.nearest_k, k=k, chunk=chunk)
+
+
 def _nearest(queries, train, k, chunk, mesh) -> streaming.NNStats:
   """`streaming.nearest` (k None) or `nearest_k` of `queries [B, F]` in `train [N, F]`,
   with the queries split over `mesh` (padded to a multiple of its devices)."""
-  search = functools.partial(streaming.nearest if k is None else streaming.nearest_k,
-                             chunk=chunk, **({} if k is None else {"k": k}))
   if mesh is None:
-    return search(queries, train)
+    return _search(k, chunk)(queries, train)
+  return _nearest_sharded(queries, train, k, chunk, mesh)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _nearest_sharded(queries, train, k, chunk, mesh) -> streaming.NNStats:
+  """`_nearest` over `mesh`, compiled once per (shapes, k, chunk, mesh): called
+  eagerly, `shard_map` would dispatch its body op by op on every call."""
   b, axis = queries.shape[0], sharding_lib.DATA_AXIS
   pad = (-b) % mesh.shape[axis]
   if pad:
     queries = jnp.concatenate([queries, jnp.zeros((pad,) + queries.shape[1:], queries.dtype)])
-  res = jax.shard_map(search, mesh=mesh, in_specs=(P(axis), P()),
+  res = jax.shard_map(_search(k, chunk), mesh=mesh, in_specs=(P(axis), P()),
                       out_specs=streaming.NNStats(P(axis), P(axis)))(queries, train)
   return streaming.NNStats(res.sq_dist[:b], res.index[:b])
 

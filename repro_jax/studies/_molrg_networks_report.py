@@ -154,6 +154,11 @@ def report(workdir, config, s, rows, unet_rows):
                 "does not allow the full U-Net grid (the `paper` variant trains it)."
                 if unet_rows else "No U-Net in this variant.")
   ratio = n_gen / np.asarray(ranks, float)
+  found = np.isfinite(ratio)
+  spread = (f"N*/r stays within [{ratio[found].min():.1f}, {ratio[found].max():.1f}] while r "
+            f"grows {ranks[-1] / ranks[0]:.0f}-fold and N* "
+            f"{n_gen[found].max() / n_gen[found].min():.1f}-fold." if found.any() else
+            "No rank reaches the generalization boundary within the grid of N.")
   lin_lo, lin_hi = config.linear_range
   shape_note = ("The growth is close to linear." if lin_lo <= a <= lin_hi else
                 f"The growth is {'steeper' if a > lin_hi else 'shallower'} than linear "
@@ -213,9 +218,7 @@ Boundary per rank (geometric interpolation between grid points):
 {bt}
 Fitted: N*(new ≥ {half}) ≈ {float(s['c_generalize']):.1f}·r, power law exponent
 a = {a:.2f}; end of memorization N*(copies < {half}) ≈
-{float(s['c_memorize']):.1f}·r (a = {float(s['exponent_memorize']):.2f}).  {shape_note}  N*/r stays within
-[{np.nanmin(ratio):.1f}, {np.nanmax(ratio):.1f}] while r grows {ranks[-1] / ranks[0]:.0f}-fold
-and N* {np.nanmax(n_gen) / np.nanmin(n_gen):.1f}-fold.
+{float(s['c_memorize']):.1f}·r (a = {float(s['exponent_memorize']):.2f}).  {shape_note}  {spread}
 The relative L_score exceeds 1 at small σ for every network: an x0-predicting
 net's score error is its x0 error divided by σ², so small x0 errors dominate
 there (panel a).  Largest N below smallest N at every σ, for every r:
