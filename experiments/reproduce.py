@@ -4,6 +4,7 @@
   python -m experiments.reproduce --only=theory_checks --force
   python -m experiments.reproduce --variant=paper --cifar10=/data/cifar-10-batches-py
   python -m experiments.reproduce --variant=paper --plan   # what it would train, and cost
+  python -m experiments.reproduce --variant=paper --plan --plan_tflops=100   # on a GPU
 """
 
 from absl import flags
@@ -30,6 +31,10 @@ _PLAN = flags.DEFINE_bool(
     "plan", False, "Print what each study would train (models, parameters, steps × "
     "batch, FLOPs) and an estimated time on this machine, then a total, and exit: "
     "nothing is trained and no data set is read.")
+_PLAN_TFLOPS = flags.DEFINE_float(
+    "plan_tflops", None, "With --plan: cost every trained model at this sustained rate "
+    "(TFLOP/s) of a target device instead of timing steps here, e.g. the GPU the paper "
+    "variant will run on.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() (multi-host).")
 
@@ -45,12 +50,17 @@ def main(argv):
     names = runner.select(_ONLY.value)
   except ValueError as e:
     _cli.fail(f"--only: {e}")
+  rate = _PLAN_TFLOPS.value
+  if rate is not None and (not _PLAN.value or rate <= 0):
+    _cli.fail("--plan_tflops needs --plan and a rate > 0.")
   if _PLAN.value:
+    rate = rate and rate * 1e12
     try:
-      items = plan.plan_studies(names, _VARIANT.value, data, results_dir=_RESULTS.value)
+      items = plan.plan_studies(names, _VARIANT.value, data, results_dir=_RESULTS.value,
+                                rate=rate)
     except ValueError as e:
       _cli.fail(str(e))
-    print(plan.table(items, _VARIANT.value))
+    print(plan.table(items, _VARIANT.value, rate=rate))
     return
   results = _RESULTS.value or runner.default_results_dir(_VARIANT.value)
   _cli.check_writable_dir(results, "results_dir")

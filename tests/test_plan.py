@@ -75,6 +75,21 @@ def test_zoo_trained_once_and_times_extrapolated(monkeypatch):
   assert text.splitlines()[-1].startswith("total") and "shared" in text
 
 
+def test_a_target_rate_costs_flops_without_timing(tmp_path):
+  """--plan_tflops: estimate = FLOPs / rate exactly, nothing timed, no CPU last-run times."""
+  rate = 2e12
+  names = ["theory_checks", "reproducibility_regimes"]
+  (tmp_path / "theory_checks").mkdir()
+  (tmp_path / "theory_checks" / "manifest.json").write_text('{"seconds": 5.0}')
+  assert plan.plan_studies(names[:1], "smoke", results_dir=tmp_path)[0].est_seconds == 5.0
+  items = plan.plan_studies(names, "smoke", rate=rate, results_dir=tmp_path)
+  trained = [it for it in items if it.num_models]
+  assert trained and all(it.est_seconds == it.flops / rate and "timed" not in it.notes
+                         for it in trained)
+  assert items[0].num_models == 0 and items[0].est_seconds is None
+  assert "sustained 2 TFLOP/s" in plan.table(items, "smoke", rate=rate)
+
+
 def test_too_large_networks_use_a_shrunk_version(monkeypatch):
   cfg, shape = _mlp(hidden=64), (16,)
   small_state = 16 * training.make_trainer(plan._shrunk(cfg), shape).layout.size
@@ -100,3 +115,6 @@ def test_plan_flag_exits_zero_without_the_data():
   assert r.returncode == 0, r.stderr[-2000:]
   lines = r.stdout.splitlines()
   assert "closed form, no training" in r.stdout and lines[-1].startswith("total")
+  r = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--plan_tflops=100"],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 2 and "--plan_tflops needs --plan" in r.stderr

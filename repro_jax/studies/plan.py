@@ -397,25 +397,31 @@ JOBS = {
 
 # Items ---------------------------------------------------------------------------
 
-def _network_item(name: str, job: NetworkJob, measure_steps: int) -> PlanItem:
+def _network_item(name: str, job: NetworkJob, measure_steps: int,
+                  rate: float | None) -> PlanItem:
   cfg = job.cfg
   flops = step_flops(cfg, job.shape)
   params = step_lib.make_trainer(cfg, job.shape).layout.size
   steps = int(cfg.train.num_steps)
   est, note = None, ""
-  if measure_steps > 0:
+  if rate:
+    est = job.num_models * steps * flops / rate
+  elif measure_steps > 0:
     rate, note = network_rate(cfg, job.shape, int(measure_steps))
     est = None if rate is None else job.num_models * steps * flops / rate
   return PlanItem(name, job.what, job.num_models, steps, int(cfg.train.batch_size), flops,
                   est, note, params)
 
 
-def _lowrank_item(name: str, job: LowrankJob, measure_steps: int) -> PlanItem:
+def _lowrank_item(name: str, job: LowrankJob, measure_steps: int,
+                  rate: float | None) -> PlanItem:
   restarts, steps = int(job.cfg.restarts), int(job.cfg.steps)
   models = job.cells * restarts
   total = _grid_flops(job, job.cells)
   est, note = None, ""
-  if measure_steps > 0:
+  if rate:
+    est = total / rate
+  elif measure_steps > 0:
     rate, note = lowrank_rate(job, int(measure_steps))
     est = total / rate
   kind = f"{job.cfg.objective} loss, {'float64' if job.float64 else 'float32'}"
@@ -440,7 +446,7 @@ def _last_run(name: str, results_dir) -> tuple[float | None, str]:
 
 
 def plan(name: str, settings, *, measure_steps: int = MEASURE_STEPS,
-         results_dir=None) -> list[PlanItem]:
+         results_dir=None, rate: float | None = None) -> list[PlanItem]:
   """The training workload of study `name` with its typed `settings`.
 
   Args:
@@ -450,12 +456,17 @@ def plan(name: str, settings, *, measure_steps: int = MEASURE_STEPS,
       nothing; `est_seconds` is then None).
     results_dir: where the study's last run is recorded (`<dir>/<name>/manifest.json`),
       whose wall time estimates a study that trains nothing.
+    rate: the sustained FLOP/s of a target device (e.g. a GPU this machine
+      lacks); when given nothing is timed and each trained item's estimate is
+      its FLOPs / `rate`.
 
   Returns:
     One `PlanItem` per trained program, in the order the study trains them;
     one item with `num_models = 0` for a study that trains nothing.
   """
   seconds, last = _last_run(name, results_dir)
+  if rate:   # a recorded wall time is of this machine, not of the target device
+    seconds, last = None, ""
   if name not in JOBS:
     what = ("closed form, no training" if name in CLOSED_FORM
             else "no training workload described")
@@ -464,9 +475,9 @@ def plan(name: str, settings, *, measure_steps: int = MEASURE_STEPS,
   items = []
   for job in JOBS[name](settings):
     if isinstance(job, NetworkJob):
-      items.append(_network_item(name, job, measure_steps))
+      items.append(_network_item(name, job, measure_steps, rate))
     else:
-      items.append(_lowrank_item(name, job, measure_steps))
+      items.append(_lowrank_item(name, job, measure_steps, rate))
   if last:
     items[-1] = items[-1]._replace(notes="; ".join(
         filter(None, [items[-1].notes, f"study {last} (sampling and scoring included)"])))
@@ -478,15 +489,17 @@ def _identity(item: PlanItem) -> tuple:
 
 
 def plan_studies(names, variant: str = "cpu", data: dict[str, str] | None = None, *,
-                 measure_steps: int = MEASURE_STEPS, results_dir=None) -> list[PlanItem]:
+                 measure_steps: int = MEASURE_STEPS, results_dir=None,
+                 rate: float | None = None) -> list[PlanItem]:
   """`plan` of every named study, the models two studies share marked once
   trained (`shared_with`: the zoo of the two reproducibility studies).  No
-  data path is checked: planning reads no data."""
+  data path is checked: planning reads no data.  `rate`: as in `plan`."""
   results_dir = results_dir or runner.default_results_dir(variant)
   items, first = [], {}
   for name in names:
     s = runner.study_settings(name, variant, data)
-    for item in plan(name, s, measure_steps=measure_steps, results_dir=results_dir):
+    for item in plan(name, s, measure_steps=measure_steps, results_dir=results_dir,
+                     rate=rate):
       if item.num_models and _identity(item) in first:
         item = item._replace(shared_with=first[_identity(item)], est_seconds=None)
       elif item.num_models:
@@ -513,12 +526,20 @@ def _count(n: float) -> str:
   return f"{n:.0f}"
 
 
-def table(items: list[PlanItem], variant: str, *, measure_steps: int = MEASURE_STEPS) -> str:
-  """The plan as a text table: one row per item, its notes indented below, a total."""
+def table(items: list[PlanItem], variant: str, *, measure_steps: int = MEASURE_STEPS,
+          rate: float | None = None) -> str:
+  """The plan as a text table: one row per item, its notes indented below, a total.
+
+  `rate`: the sustained FLOP/s the items were costed at (`plan(rate=...)`)."""
   env = common.environment()
   where = f"{jax.device_count()} × {env['device_kind']} ({env['cpu']}, {env['backend']})"
-  lines = [f"Plan of the {variant} variant on {where}; nothing is trained."]
-  if measure_steps > 0:
+  if rate:
+    lines = [f"Plan of the {variant} variant; nothing is trained.  Times assume a sustained "
+             f"{rate / 1e12:.3g} TFLOP/s on one device (--plan_tflops): total FLOPs / that "
+             "rate, training only."]
+  else:
+    lines = [f"Plan of the {variant} variant on {where}; nothing is trained."]
+  if measure_steps > 0 and not rate:
     lines.append(f"float32 matmul rate here: {matmul_rate() / 1e9:.3g} GFLOP/s.  Times are "
                  "extrapolations: total FLOPs / the FLOP rate of the real step timed here; "
                  "training only, on one device.")
