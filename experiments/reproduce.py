@@ -7,6 +7,8 @@
   python -m experiments.reproduce --variant=paper --plan --plan_tflops=100   # on a GPU
 """
 
+import math
+
 from absl import flags
 
 from experiments import _cli
@@ -43,16 +45,18 @@ def main(argv):
   if len(argv) > 1:
     _cli.fail(f"unexpected arguments {argv[1:]}.")
   data = {"cifar10": _CIFAR10.value} if _CIFAR10.value else {}
-  if _LIST.value:
-    print(runner.listing(_VARIANT.value, _RESULTS.value, data))
-    return
   try:
     names = runner.select(_ONLY.value)
   except ValueError as e:
     _cli.fail(f"--only: {e}")
   rate = _PLAN_TFLOPS.value
-  if rate is not None and (not _PLAN.value or rate <= 0):
-    _cli.fail("--plan_tflops needs --plan and a rate > 0.")
+  if rate is not None and (not _PLAN.value or not math.isfinite(rate) or rate <= 0):
+    _cli.fail("--plan_tflops needs --plan and a finite rate > 0.")
+  if _LIST.value and _PLAN.value:
+    _cli.fail("--list and --plan are separate commands; give one.")
+  if _LIST.value:
+    print(runner.listing(_VARIANT.value, _RESULTS.value, data))
+    return
   if _PLAN.value:
     rate = rate and rate * 1e12
     try:

@@ -17,7 +17,8 @@ def write_cifar_batch(path, images_hwc, labels, protocol=2):
 
 
 def write_cifar_dir(path, num_images: int = 64, seed: int = 0) -> pathlib.Path:
-  """A directory with `data_batch_1` (and `test_batch`) of smooth random images."""
+  """A directory with `data_batch_1` … `data_batch_5` (the `num_images` split
+  over them, in order) and `test_batch`, of smooth random images."""
   path = pathlib.Path(path)
   path.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(seed)
@@ -26,7 +27,8 @@ def write_cifar_dir(path, num_images: int = 64, seed: int = 0) -> pathlib.Path:
   coarse = rng.uniform(0, 255, size=(num_images, 8, 8, 3))
   images = np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2).astype(np.uint8)
   labels = np.arange(num_images) % 10
-  write_cifar_batch(path / "data_batch_1", images, labels)
+  for i, rows in enumerate(np.array_split(np.arange(num_images), 5)):
+    write_cifar_batch(path / f"data_batch_{i + 1}", images[rows], labels[rows])
   write_cifar_batch(path / "test_batch", images[: max(1, num_images // 4)],
                     labels[: max(1, num_images // 4)])
   return path

@@ -3,6 +3,7 @@ studies end to end at smoke size with their numbers asserted."""
 
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -249,6 +250,19 @@ def test_memorization_theory_smoke(tmp_path):
   assert filled.cifar10_dir == str(tmp_path)
   with pytest.raises(ValueError, match="data_batch_1"):
     common.check_data("memorization_theory", mt, filled)
+  write_cifar_dir(tmp_path / "cifar", 10)
+  (tmp_path / "cifar" / "data_batch_4").unlink()        # a partial copy: refused at once
+  with pytest.raises(ValueError, match=r"no data_batch_4 in it"):
+    common.check_data("memorization_theory", mt,
+                      common.with_data(mt, s_cifar, {"cifar10": str(tmp_path / "cifar")}))
+  # Where the data lies is no part of the results: a relative, moved or
+  # differently spelled path gives the same fingerprint.
+  other = common.with_data(mt, s_cifar, {"cifar10": "elsewhere/../cifar-10-batches-py/"})
+  assert other.cifar10_dir != filled.cifar10_dir and os.path.isabs(other.cifar10_dir)
+  assert common.fingerprint("memorization_theory", other) == \
+      common.fingerprint("memorization_theory", filled)
+  assert common.fingerprint("memorization_theory", other) != common.fingerprint(
+      "memorization_theory", runner.study_settings("memorization_theory", "smoke"))
   # A worse copy ratio than the declared criterion fails the copies verdict.
   strict = settings_lib.override(runner.study_settings("memorization_theory", "smoke"),
                                  {"copy_max_ratio": 0.0})

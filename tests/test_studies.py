@@ -180,3 +180,10 @@ def test_reference_comparison():
   far = {"verdicts": [dict(v, measured={"rp": 0.5})], "x": [1.0, 2.0]}
   assert reference.compare(ref, far).text().startswith("key numbers differ")
   assert reference.compare(None, ref).text() == "no reference"
+  # A key number that turns NaN (written "nan" in metrics.json) or goes missing
+  # is a difference, not a match; NaN on both sides is the same number.
+  for measured in ({"rp": "nan"}, {"rp": float("nan")}, {}, {"rp": 0.9, "gl": 1.0}):
+    other = {"verdicts": [dict(v, measured=measured)], "x": [1.0, 2.0]}
+    assert not reference.compare(ref, other).key_numbers_match, measured
+  nan_ref = {"verdicts": [dict(v, measured={"rp": "nan"})]}
+  assert reference.compare(nan_ref, {"verdicts": [dict(v, measured={"rp": float("nan")})]}).matches

@@ -583,3 +583,22 @@ def test_resume_with_another_config_is_refused_with_the_changed_fields(tmp_path)
   # The latest checkpoint now records 20 steps: the same command resumes unchanged.
   _, history = training.train(_typed(cfg), str(wd))
   assert history == [] and len((wd / "config_changes.jsonl").read_text().splitlines()) == 1
+
+
+def test_where_a_named_data_set_lies_is_no_part_of_a_run():
+  """Resume checks and zoo hashes ignore the path of CIFAR-10 (a location), not
+  that of an array file (its content)."""
+  from repro_jax.networks import model_zoo
+  base = training.variant("paper")
+  moved = settings_lib.override(base, {"data": {"path": "/mnt/b/cifar-10-batches-py"}})
+  here = settings_lib.override(base, {"data": {"path": "/data/cifar-10-batches-py"}})
+  assert loop_lib.config_diff(settings_lib.to_dict(here), moved) == {}
+  subsets = {4: np.arange(4)}
+  assert model_zoo.group_hash(here, [4], [0], subsets) == model_zoo.group_hash(
+      moved, [4], [0], subsets)
+  arrays = [settings_lib.override(base, {"data": {"name": "array", "path": p}})
+            for p in ("a.npy", "b.npy")]
+  assert loop_lib.config_diff(settings_lib.to_dict(arrays[0]), arrays[1]) == {
+      "data.path": ("a.npy", "b.npy")}
+  assert model_zoo.group_hash(arrays[0], [4], [0], subsets) != model_zoo.group_hash(
+      arrays[1], [4], [0], subsets)

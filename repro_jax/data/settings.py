@@ -30,6 +30,9 @@ class DataSettings:
     num_train: N training rows chosen by `subset_seed` (−1: all).
     subset_seed: seed of the subset.
     molrg: the MoLRG source (`molrg`, `molrg_image`).
+
+  For a data set in `LOCATED` the `path` says only where its files are: it is
+  no part of a run's identity (`without_locations`).
   """
   name: str = "digits"
   path: str = ""
@@ -39,3 +42,25 @@ class DataSettings:
   num_train: int = -1
   subset_seed: int = 0
   molrg: MolrgData = dataclasses.field(default_factory=MolrgData)
+
+
+# Data sets fixed by their name, read from wherever the user keeps them: their
+# `path` is a location, not content (an `array` file's path is its content).
+LOCATED = ("cifar10",)
+
+
+def without_locations(tree):
+  """`tree` (nested frozen dataclasses) with the `path` of every `DataSettings`
+  of a `LOCATED` data set blanked: what hashes and resume checks compare, so a
+  moved or differently spelled data directory is the same run."""
+  if isinstance(tree, DataSettings) and tree.name in LOCATED:
+    return dataclasses.replace(tree, path="")
+  if not dataclasses.is_dataclass(tree) or isinstance(tree, type):
+    return tree
+  changes = {}
+  for f in dataclasses.fields(tree):
+    value = getattr(tree, f.name)
+    new = without_locations(value)
+    if new is not value:
+      changes[f.name] = new
+  return dataclasses.replace(tree, **changes) if changes else tree

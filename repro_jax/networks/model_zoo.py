@@ -39,6 +39,7 @@ import numpy as np
 from repro_jax import data as data_lib
 from repro_jax import io
 from repro_jax import settings as settings_lib
+from repro_jax.data import settings as data_settings
 from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.networks import training
 from repro_jax.networks.training import step as step_lib
@@ -119,8 +120,9 @@ def model_grid(sizes: Sequence[int], seeds: Sequence[int]):
 
 
 def group_hash(cfg, sizes, seeds, subsets: dict) -> str:
+  """Hash of what defines a group's models (not where its data set lies)."""
   h = hashlib.sha256()
-  h.update(settings_lib.to_json(cfg).encode())
+  h.update(settings_lib.to_json(data_settings.without_locations(cfg)).encode())
   h.update(json.dumps([list(map(int, sizes)), list(map(int, seeds))]).encode())
   for n in sizes:
     h.update(np.asarray(subsets[int(n)], np.int32).tobytes())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
 import pathlib
 import platform
 import time
@@ -41,7 +42,8 @@ PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
 # name -> (what the path is, the flag of `experiments.reproduce` that sets it,
 # files the directory must hold).
 LOCAL_DATA = {"cifar10": ("the directory of the CIFAR-10 python batches "
-                          "(cifar-10-batches-py)", "--cifar10", ("data_batch_1",))}
+                          "(cifar-10-batches-py)", "--cifar10",
+                          tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",))}
 
 
 def data_fields(study_module, settings) -> dict[str, str]:
@@ -74,18 +76,35 @@ def field_value(settings, dotted: str):
   return settings
 
 
-def with_data(study_module, settings, paths: dict[str, str]):
-  """The settings with every needed local data path set from `paths`
-  (`{data set: path}`; empty paths are ignored)."""
+def _set_data_paths(study_module, settings, path_of):
+  """The settings with each local data path field set to `path_of(data set)`
+  (left as it is where that is None)."""
   changes = {}
   for dotted, name in data_fields(study_module, settings).items():
-    if paths.get(name):
+    path = path_of(name)
+    if path is not None:
       node = changes
       *parents, leaf = dotted.split(".")
       for part in parents:
         node = node.setdefault(part, {})
-      node[leaf] = str(paths[name])
+      node[leaf] = path
   return settings_lib.override(settings, changes) if changes else settings
+
+
+def with_data(study_module, settings, paths: dict[str, str]):
+  """The settings with every needed local data path set from `paths`
+  (`{data set: path}`, made absolute; empty paths are ignored)."""
+  return _set_data_paths(
+      study_module, settings,
+      lambda name: str(pathlib.Path(paths[name]).expanduser().resolve())
+      if paths.get(name) else None)
+
+
+def identity(study_module, settings):
+  """The settings that define a study's results: every local data path blanked
+  (a data set read from a local path is fixed by its name; where it lies is
+  no part of the results, so moving it reruns nothing)."""
+  return _set_data_paths(study_module, settings, lambda name: "")
 
 
 def check_data(name: str, study_module, settings) -> None:
@@ -171,10 +190,12 @@ def code_fingerprint(study: str) -> str:
 
 
 def fingerprint(study: str, settings) -> str:
-  """Hash of the code and of the complete effective settings."""
+  """Hash of the code and of the complete effective settings (local data paths
+  left out: `identity`)."""
+  module = importlib.import_module(f"repro_jax.studies.{study}")
   h = hashlib.sha256()
   h.update(code_fingerprint(study).encode())
-  h.update(settings_lib.to_json(settings).encode())
+  h.update(settings_lib.to_json(identity(module, settings)).encode())
   return h.hexdigest()[:16]
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 RTOL = 0.05
 ATOL = 1e-6
 _TIMING = ("second", "steps_per_sec", "per_sec", "elapsed", "finished")
+_NONFINITE = ("nan", "inf", "-inf")   # how `io.to_jsonable` writes them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,21 +56,31 @@ def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, float]]:
       yield from _numbers(v, f"{path}[{i}]")
   elif isinstance(value, (int, float)) and not isinstance(value, bool):
     yield path, float(value)
+  elif isinstance(value, str) and value in _NONFINITE:
+    yield path, float(value)
 
 
 def _rel(a: float, b: float) -> float:
+  """Relative difference; NaN against a number (or inf against a finite) is inf."""
   if a == b or (math.isnan(a) and math.isnan(b)):
     return 0.0
+  if not (math.isfinite(a) and math.isfinite(b)):
+    return math.inf
   if abs(a - b) <= ATOL:
     return 0.0
   return abs(a - b) / max(abs(a), abs(b))
 
 
-def _max_diff(ref, new) -> tuple[float, str]:
+def _max_diff(ref, new, *, missing: bool = False) -> tuple[float, str]:
+  """Largest `_rel` over the numbers both hold; with `missing`, a number only
+  one of them holds counts as an infinite difference."""
   a, b = dict(_numbers(ref)), dict(_numbers(new))
   worst, where = 0.0, ""
-  for k in a.keys() & b.keys():
-    d = _rel(a[k], b[k])
+  for k in sorted(a.keys() | b.keys()):
+    if k in a and k in b:
+      d = _rel(a[k], b[k])
+    else:
+      d = math.inf if missing else 0.0
     if d > worst:
       worst, where = d, k
   return worst, where
@@ -83,7 +94,7 @@ def compare(reference: dict | None, new: dict, *, rtol: float = RTOL) -> Compari
   same_verdicts = ([(v["claim"], v["verdict"]) for v in rv] ==
                    [(v["claim"], v["verdict"]) for v in nv])
   key, key_where = _max_diff({"verdicts": [v["measured"] for v in rv]},
-                            {"verdicts": [v["measured"] for v in nv]})
+                            {"verdicts": [v["measured"] for v in nv]}, missing=True)
   worst, where = _max_diff(reference, new)
   if not rv:
     return Comparison(False, False, key, worst, where,

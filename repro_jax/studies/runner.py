@@ -180,6 +180,11 @@ def run_studies(names, *, variant="cpu", results_dir=None, force=False,
   for name in names:
     check_variant(results_dir / name, variant)
     common.check_data(name, study_module(name), all_settings[name])
+  read = {d for name in names
+          for d in common.data_fields(study_module(name), all_settings[name]).values()}
+  for unused in sorted(set(k for k, v in (data or {}).items() if v) - read):
+    print(f"note: no study of the {variant} variant reads {unused}; "
+          f"{common.LOCAL_DATA[unused][1]} is not used.", flush=True)
   status, rows = {}, []
   t_start = time.time()
   for i, name in enumerate(names, 1):

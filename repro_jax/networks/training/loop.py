@@ -36,6 +36,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from repro_jax import data as data_lib
+from repro_jax.data import settings as data_settings
 from repro_jax import io
 from repro_jax import settings as settings_lib
 from repro_jax import sharding as sharding_lib
@@ -292,13 +293,16 @@ def config_diff(saved_config: dict, cfg) -> dict[str, tuple]:
   """`{dotted field: (saved, current)}` for every field that differs.
 
   The saved config is read with today's defaults, so a field added to
-  `TrainSettings` since the checkpoint was written is no difference.
+  `TrainSettings` since the checkpoint was written is no difference; nor is
+  where a named data set lies (`data.settings.without_locations`).
   """
   try:
-    saved_config = settings_lib.to_dict(settings_lib.parse(type(cfg), saved_config))
+    saved_config = settings_lib.to_dict(data_settings.without_locations(
+        settings_lib.parse(type(cfg), saved_config)))
   except ValueError:
     pass
-  old, new = _flat(saved_config), _flat(settings_lib.to_dict(cfg))
+  old = _flat(saved_config)
+  new = _flat(settings_lib.to_dict(data_settings.without_locations(cfg)))
   missing = "(absent)"
   return {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(set(old) | set(new))
           if old.get(k, missing) != new.get(k, missing)}
