@@ -124,6 +124,26 @@ def test_class_conditional_training():
   assert float(jnp.max(jnp.abs(net(jnp.array([3, 3])) - net(None)))) > 0
 
 
+def test_v_prediction_loss_falls():
+  """v-prediction on the VP SDE trains: a small MLP's loss falls on 16 digits, and
+  its sampler wrap gives finite x0."""
+  cfg = _mlp_config(batch_size=32)
+  cfg.diffusion.parameterization = "v"
+  cfg.optim.update(learning_rate=5e-3, warmup_steps=10)
+  dataset = training.prepare(_typed(cfg), 1)
+  trainer = training.make_trainer(_typed(cfg), dataset.data_shape)
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  data = step_lib.DataArrays(jnp.asarray(dataset.x[:16]), None, jnp.arange(16), jnp.int32(16))
+  state, metrics = training.jit_chunk(trainer)(state, data, 200)
+  loss = np.asarray(metrics["loss"])
+  assert np.all(np.isfinite(loss))
+  # Measured 0.66 (ε-prediction of the same net: 0.63).
+  assert loss[-40:].mean() < 0.75 * loss[:20].mean(), (loss[:20].mean(), loss[-40:].mean())
+  denoise = trainer.param.denoiser(step_lib.net_fn(trainer, state.ema))
+  x0 = denoise(jnp.ones((2, 8, 8, 1)), jnp.array([0.5, 5.0]))
+  assert x0.shape == (2, 8, 8, 1) and bool(jnp.all(jnp.isfinite(x0)))
+
+
 def _leaves(state):
   return [np.asarray(a) for a in jax.tree.leaves(state)]
 
@@ -378,7 +398,7 @@ def test_train_many_on_eight_devices_matches_one(mesh8, tmp_path):
 @pytest.mark.parametrize("section, field, value, error, match", [
     ("model", "name", "resnet", ValueError, "Unknown model"),
     ("data", "name", "imagenet", ValueError, "Unknown dataset"),
-    ("diffusion", "parameterization", "v", ValueError, "Unknown parameterization"),
+    ("diffusion", "parameterization", "v_pred", ValueError, "Unknown parameterization"),
     ("diffusion", "schedule", "linear", ValueError, "Unknown schedule"),
     ("optim", "name", "sgd", ValueError, "Unknown optimizer"),
     ("data", "num_train", 5000, ValueError, "has 1797 rows"),

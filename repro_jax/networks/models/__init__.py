@@ -2,7 +2,7 @@
 
 - `UNet`: DDPM++-style U-Net for images `[B, H, W, C]`.
 - `MLPDenoiser`: residual MLP for vectors `[B, D]` (or flattened images).
-- `Parameterization` / `get_parameterization`: eps, x0 and EDM preconditioning
+- `Parameterization` / `get_parameterization`: eps, x0, v and EDM preconditioning
   (training loss + the canonical sampler wrap).
 - `build(name, data_shape, key, **options)`: a model from the registry `MODELS`.
 - `split(model)`: `(graphdef, params)` with params a pure nested dict of arrays;

@@ -45,9 +45,9 @@ class ModelSettings:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DiffusionSettings:
-  """Parameterization (`eps | x0 | edm`), its schedule and EDM's constants."""
+  """Parameterization (`eps | x0 | v | edm`), its schedule and EDM's constants."""
   parameterization: str = "eps"
-  schedule: str = "vp"                  # repro_jax.diffusion.schedules registry (eps/x0)
+  schedule: str = "vp"                  # repro_jax.diffusion.schedules registry (eps/x0/v)
   time_input: str = "t"                 # t | log_sigma
   sigma_data: float = 0.5
   p_mean: float = -1.2
