@@ -6,6 +6,8 @@ train as the same rows read from a file), bad configs fail before training
 starts, and a checkpoint loads as a sampler denoiser.
 """
 
+import dataclasses
+import inspect
 import json
 import os
 import pathlib
@@ -142,6 +144,21 @@ def test_v_prediction_loss_falls():
   denoise = trainer.param.denoiser(step_lib.net_fn(trainer, state.ema))
   x0 = denoise(jnp.ones((2, 8, 8, 1)), jnp.array([0.5, 5.0]))
   assert x0.shape == (2, 8, 8, 1) and bool(jnp.all(jnp.isfinite(x0)))
+
+
+def test_every_model_has_its_settings_fields():
+  """One table says which `ModelSettings` fields build each registered model."""
+  from repro_jax.networks import models
+  from repro_jax.networks.training import settings as train_settings
+  fields = {f.name for f in dataclasses.fields(train_settings.ModelSettings)}
+  assert set(train_settings.MODEL_FIELDS) == set(models.MODELS) == set(
+      train_settings.WIDTH_FIELD)
+  for name, keys in train_settings.MODEL_FIELDS.items():
+    assert set(keys) <= fields and train_settings.WIDTH_FIELD[name] in keys
+    options = inspect.signature(models.MODELS[name].__init__).parameters
+    assert set(keys) <= set(options), name
+    cfg = _typed(_config(name=name))
+    assert config_lib.model_options(cfg.model) == {k: getattr(cfg.model, k) for k in keys}
 
 
 def _leaves(state):
