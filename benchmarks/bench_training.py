@@ -1,6 +1,6 @@
 """Training throughput and achieved FLOP rate; many vmapped models vs sequential.
 
-  python -m benchmarks.bench_training            # U-Net 8×8 and 32×32, MLP, M = 8 models
+  python -m benchmarks.bench_training            # U-Net 8×8, 32×32, MLP, DiT 8×8; M = 8
   python -m benchmarks.bench_training --quick    # smaller: fewer steps, no 32×32
 
 For each network one optimizer step (forward, backward, Adam, EMA) is timed
@@ -42,6 +42,8 @@ NETWORKS = {
         attn_resolutions=(8,), norm_groups=8)),
     "mlp_48": dict(shape=(48,), batch=256, model=dict(
         name="mlp", hidden=256, depth=3, emb_dim=64)),
+    "dit_8x8": dict(shape=(8, 8, 1), batch=64, model=dict(
+        name="dit", width=64, depth=3, patch_size=2, num_heads=4)),
 }
 
 
@@ -141,7 +143,8 @@ def main():
   # (network, step loop): the auto choice of each, plus the U-Net 8×8 under scan to
   # show the XLA:CPU while-loop convolution slowdown.
   runs = [("unet_8x8", "python"), ("unet_8x8", "scan"), ("mlp_48", "scan"),
-          ("mlp_48", "python")] + ([] if quick else [("unet_32x32", "python")])
+          ("mlp_48", "python"), ("dit_8x8", "scan"), ("dit_8x8", "python")] + (
+              [] if quick else [("unet_32x32", "python")])
   rows = []
   for name, loop in runs:
     spec = NETWORKS[name]
@@ -159,7 +162,10 @@ def main():
       norm_groups=4))
   small_mlp = dict(shape=(48,), batch=64, model=dict(name="mlp", hidden=64, depth=2,
                                                      emb_dim=16))
-  cases = [("mlp_48_small", small_mlp)] + ([] if quick else [("unet_8x8_w8", small_unet)])
+  small_dit = dict(shape=(8, 8, 1), batch=32, model=dict(
+      name="dit", width=16, depth=2, patch_size=2, num_heads=2, emb_dim=8))
+  cases = [("mlp_48_small", small_mlp), ("dit_8x8_w16", small_dit)] + (
+      [] if quick else [("unet_8x8_w8", small_unet)])
   for name, spec in cases:
     many_rows.append(bench_many(name, spec, 8, 20 if quick else 50, 2 if quick else 3))
     r = many_rows[-1]

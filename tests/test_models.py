@@ -112,6 +112,7 @@ def test_unknown_model_and_parameterization():
     models.build("resnet", (8, 8, 1), jax.random.key(0))
   with pytest.raises(ValueError, match="Unknown parameterization"):
     models.get_parameterization("v_pred")
+  assert models.PARAMETERIZATIONS == ("eps", "x0", "v", "edm")
   with pytest.raises(ValueError, match="Unknown schedule"):
     models.get_parameterization("eps", "linear")
 
@@ -141,6 +142,8 @@ def _oracle(param):
       return (x_in / s - y) / sigma
     if param.kind == "x0":
       return jnp.broadcast_to(y, x_in.shape)
+    if param.kind == "v":           # v = (ε − σ x0)/√(1 + σ²) of the ε that made x_in
+      return ((x_in / s - y) / sigma - sigma * y) / jnp.sqrt(1.0 + sigma**2)
     c_skip, c_out, c_in = (v[:, None] for v in param.edm_coeffs(sigma[:, 0]))
     return (y - c_skip * (x_in / c_in)) / c_out
   return net
@@ -148,7 +151,8 @@ def _oracle(param):
 
 @pytest.mark.parametrize("kind, schedule, time_input", [
     ("eps", "vp", "t"), ("eps", "ddpm", "t"), ("eps", "ve", "log_sigma"),
-    ("x0", "cosine", "t"), ("edm", "edm", "t"),
+    ("x0", "cosine", "t"), ("v", "vp", "t"), ("v", "subvp", "log_sigma"),
+    ("edm", "edm", "t"),
 ])
 def test_parameterization_oracle(x64, kind, schedule, time_input):
   param = models.get_parameterization(kind, schedule, time_input=time_input)
@@ -216,3 +220,44 @@ def test_edm_preconditioning_is_karras_table_1(x64, sigma_data):
   want = np.mean((f_np(k_in[:, None] * xs, 0.25 * np.log(s)) - target) ** 2, axis=1)
   got = param.loss_given_noise(net, jnp.asarray(x0), jnp.asarray(eps), jnp.asarray(level))
   np.testing.assert_allclose(got, want, rtol=1e-11)
+
+
+@pytest.mark.parametrize("schedule", ["vp", "subvp"])
+def test_v_prediction_with_the_exact_velocity(x64, schedule):
+  """A net returning the exact `v = (ε − σ x0)/√(1 + σ²)` of the x0 and ε that made
+  its input `x_t = s (x0 + σ ε)` has loss 0, and the sampler wrap turns it back
+  into x0 at every σ (the net being handed `s·x`, s of the schedule)."""
+  param = models.get_parameterization("v", schedule)
+  rng = np.random.default_rng(0)
+  x0, eps, level = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)), rng.normal(size=6)
+  seen = []
+
+  def net_returning(v):
+    def net(x_in, c):
+      seen.append(np.asarray(x_in))
+      return jnp.asarray(v)
+    return net
+
+  # Training: σ and s of the draw, then the exact target.
+  _, sigma, s = (np.asarray(a)[:, None] for a in param.sample_time(jnp.asarray(level)))
+  v = (eps - sigma * x0) / np.sqrt(1.0 + sigma**2)
+  loss = param.loss_given_noise(net_returning(v), jnp.asarray(x0), jnp.asarray(eps),
+                                jnp.asarray(level))
+  np.testing.assert_allclose(loss, 0.0, atol=1e-24)
+  np.testing.assert_allclose(seen[-1], s * (x0 + sigma * eps), rtol=1e-12)
+  wrong = param.loss_given_noise(net_returning(eps), jnp.asarray(x0), jnp.asarray(eps),
+                                 jnp.asarray(level))
+  np.testing.assert_allclose(wrong, np.mean((eps - v) ** 2, axis=1), rtol=1e-12)
+
+  # Sampling: x = x0 + σ ε in VE coordinates at σ over the schedule's range.
+  sigma = np.array([0.02, 0.3, 1.0, 4.0, 30.0, 100.0])[:, None]
+  x = x0 + sigma * eps
+  v = (eps - sigma * x0) / np.sqrt(1.0 + sigma**2)
+  if schedule == "vp":                     # ᾱ = 1/(1 + σ²)
+    s = 1.0 / np.sqrt(1.0 + sigma**2)
+  else:                                    # σ = (1 − ᾱ)/√ᾱ: √ᾱ solves u² + σu − 1 = 0
+    s = 2.0 / (sigma + np.sqrt(sigma**2 + 4.0))
+  denoise = param.denoiser(net_returning(v))
+  np.testing.assert_allclose(denoise(jnp.asarray(x), jnp.asarray(sigma[:, 0])), x0,
+                             rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(seen[-1], s * x, rtol=1e-9)

@@ -118,3 +118,12 @@ def test_plan_flag_exits_zero_without_the_data():
   r = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--plan_tflops=100"],
                      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert r.returncode == 2 and "--plan_tflops needs --plan" in r.stderr
+
+
+def test_dit_is_named_and_shrunk_with_heads_that_divide_its_width():
+  cfg = settings_lib.override(training.variant("smoke"), dict(
+      model=dict(name="dit", width=48, depth=2, patch_size=4, num_heads=16)))
+  assert plan.architecture(cfg.model) == "DiT w=48 d=2 p=4"
+  small = plan._shrunk(cfg)
+  assert (small.model.width, small.model.num_heads, small.model.depth) == (24, 8, 2)
+  assert training.make_trainer(small, (8, 8, 1)).layout.size > 0

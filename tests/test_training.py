@@ -6,6 +6,8 @@ train as the same rows read from a file), bad configs fail before training
 starts, and a checkpoint loads as a sampler denoiser.
 """
 
+import dataclasses
+import inspect
 import json
 import os
 import pathlib
@@ -122,6 +124,41 @@ def test_class_conditional_training():
   net = lambda lab: step_lib.net_fn(trainer, state.params, lab)(jnp.ones((2, 8, 8, 1)),
                                                                  jnp.ones(2))
   assert float(jnp.max(jnp.abs(net(jnp.array([3, 3])) - net(None)))) > 0
+
+
+def test_v_prediction_loss_falls():
+  """v-prediction on the VP SDE trains: a small MLP's loss falls on 16 digits, and
+  its sampler wrap gives finite x0."""
+  cfg = _mlp_config(batch_size=32)
+  cfg.diffusion.parameterization = "v"
+  cfg.optim.update(learning_rate=5e-3, warmup_steps=10)
+  dataset = training.prepare(_typed(cfg), 1)
+  trainer = training.make_trainer(_typed(cfg), dataset.data_shape)
+  state = step_lib.init_state(trainer, jax.random.key(0))
+  data = step_lib.DataArrays(jnp.asarray(dataset.x[:16]), None, jnp.arange(16), jnp.int32(16))
+  state, metrics = training.jit_chunk(trainer)(state, data, 200)
+  loss = np.asarray(metrics["loss"])
+  assert np.all(np.isfinite(loss))
+  # Measured 0.66 (ε-prediction of the same net: 0.63).
+  assert loss[-40:].mean() < 0.75 * loss[:20].mean(), (loss[:20].mean(), loss[-40:].mean())
+  denoise = trainer.param.denoiser(step_lib.net_fn(trainer, state.ema))
+  x0 = denoise(jnp.ones((2, 8, 8, 1)), jnp.array([0.5, 5.0]))
+  assert x0.shape == (2, 8, 8, 1) and bool(jnp.all(jnp.isfinite(x0)))
+
+
+def test_every_model_has_its_settings_fields():
+  """One table says which `ModelSettings` fields build each registered model."""
+  from repro_jax.networks import models
+  from repro_jax.networks.training import settings as train_settings
+  fields = {f.name for f in dataclasses.fields(train_settings.ModelSettings)}
+  assert set(train_settings.MODEL_FIELDS) == set(models.MODELS) == set(
+      train_settings.WIDTH_FIELD)
+  for name, keys in train_settings.MODEL_FIELDS.items():
+    assert set(keys) <= fields and train_settings.WIDTH_FIELD[name] in keys
+    options = inspect.signature(models.MODELS[name].__init__).parameters
+    assert set(keys) <= set(options), name
+    cfg = _typed(_config(name=name))
+    assert config_lib.model_options(cfg.model) == {k: getattr(cfg.model, k) for k in keys}
 
 
 def _leaves(state):
@@ -378,7 +415,7 @@ def test_train_many_on_eight_devices_matches_one(mesh8, tmp_path):
 @pytest.mark.parametrize("section, field, value, error, match", [
     ("model", "name", "resnet", ValueError, "Unknown model"),
     ("data", "name", "imagenet", ValueError, "Unknown dataset"),
-    ("diffusion", "parameterization", "v", ValueError, "Unknown parameterization"),
+    ("diffusion", "parameterization", "v_pred", ValueError, "Unknown parameterization"),
     ("diffusion", "schedule", "linear", ValueError, "Unknown schedule"),
     ("optim", "name", "sgd", ValueError, "Unknown optimizer"),
     ("data", "num_train", 5000, ValueError, "has 1797 rows"),

@@ -44,6 +44,7 @@ from repro_jax.diffusion import denoiser as denoiser_lib
 from repro_jax.networks import training
 from repro_jax.networks.training import step as step_lib
 from repro_jax.networks.training.settings import TrainSettings
+from repro_jax.networks.training.settings import WIDTH_FIELD
 INFO_FILE = "zoo_info.json"
 
 
@@ -66,7 +67,8 @@ class ZooSettings:
 
   Attributes:
     dir: parent directory of the groups (outside results/, e.g. `workdirs/`).
-    model: `"mlp"` (width = `model.hidden`) or `"unet"` (width = `model.width`).
+    model: a `models.MODELS` name; its width is the field `WIDTH_FIELD[model]`
+      (`model.hidden` of an `"mlp"`, `model.width` of a `"unet"` or a `"dit"`).
     widths, sizes, seeds: the grid; `sizes` are the training-set sizes N.
     subset_seed: one nested subset per N, shared by every model.
     train: the complete training settings of every group (data included); the
@@ -81,8 +83,9 @@ class ZooSettings:
   train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
 
   def __post_init__(self):
-    if self.model not in ("mlp", "unet"):
-      raise ValueError(f"zoo.model must be 'mlp' or 'unet'; got {self.model!r}.")
+    if self.model not in WIDTH_FIELD:
+      raise ValueError(f"zoo.model must be one of {', '.join(WIDTH_FIELD)}; got "
+                       f"{self.model!r}.")
     for name in ("widths", "sizes", "seeds"):
       if not getattr(self, name):
         raise ValueError(f"zoo.{name} must not be empty.")
@@ -96,11 +99,12 @@ def train_config(zoo: ZooSettings, width: int, *, overrides=None) -> TrainSettin
 
   Args:
     zoo: the grid.
-    width: `model.hidden` of an MLP or `model.width` of a U-Net.
+    width: the value of the model's `WIDTH_FIELD` (`model.hidden` of an MLP,
+      `model.width` of a U-Net or a DiT).
     overrides: extra nested changes (e.g. another parameterization).
   """
-  size_field = "hidden" if zoo.model == "mlp" else "width"
-  cfg = settings_lib.override(zoo.train, {"model": {"name": zoo.model, size_field: int(width)}},
+  cfg = settings_lib.override(zoo.train, {"model": {"name": zoo.model,
+                                                   WIDTH_FIELD[zoo.model]: int(width)}},
                               where="zoo.train")
   if overrides:
     cfg = settings_lib.override(cfg, overrides, where="zoo.train")
@@ -119,10 +123,27 @@ def model_grid(sizes: Sequence[int], seeds: Sequence[int]):
   return s, k
 
 
+# Model fields added after groups were first trained: left out of the hash while
+# they hold their defaults, so every group trained before keeps its directory
+# (and is restored, not retrained).  Their defaults must therefore never change.
+_LATER_MODEL_FIELDS = ("patch_size", "num_heads", "mlp_ratio")
+
+
+def _hashed_settings(cfg: TrainSettings) -> dict:
+  """`cfg` as a dict, without the later model fields that hold their defaults."""
+  out = settings_lib.to_dict(cfg)
+  default = settings_lib.to_dict(type(cfg.model)())
+  for name in _LATER_MODEL_FIELDS:
+    if out["model"][name] == default[name]:
+      del out["model"][name]
+  return out
+
+
 def group_hash(cfg, sizes, seeds, subsets: dict) -> str:
-  """Hash of what defines a group's models (not where its data set lies)."""
+  """Hash of everything that defines a group's models (its directory's suffix);
+  not where its data set lies."""
   h = hashlib.sha256()
-  h.update(settings_lib.to_json(data_settings.without_locations(cfg)).encode())
+  h.update(settings_lib.to_json(_hashed_settings(data_settings.without_locations(cfg))).encode())
   h.update(json.dumps([list(map(int, sizes)), list(map(int, seeds))]).encode())
   for n in sizes:
     h.update(np.asarray(subsets[int(n)], np.int32).tobytes())

@@ -41,6 +41,7 @@ from repro_jax.networks import model_zoo
 from repro_jax.networks.training import step as step_lib
 from repro_jax.networks.training.settings import LoopSettings
 from repro_jax.networks.training.settings import TrainSettings
+from repro_jax.networks.training.settings import WIDTH_FIELD
 from repro_jax.studies import common
 from repro_jax.studies import molrg_networks
 from repro_jax.studies import pca_equivalence
@@ -184,12 +185,14 @@ def _with_batch(cfg: TrainSettings, batch: int) -> TrainSettings:
 def _shrunk(cfg: TrainSettings) -> TrainSettings | None:
   """The same network at half the width (None below 8)."""
   m = cfg.model
+  field = WIDTH_FIELD[m.name]
+  w = getattr(m, field) // 2
+  change = {field: w}
+  # GroupNorm groups (U-Net) and attention heads (DiT) must divide the new width.
   if m.name == "unet":
-    w = m.width // 2
-    change = {"width": w, "norm_groups": math.gcd(int(m.norm_groups), w)}
-  else:
-    w = m.hidden // 2
-    change = {"hidden": w}
+    change["norm_groups"] = math.gcd(int(m.norm_groups), w)
+  elif m.name == "dit":
+    change["num_heads"] = math.gcd(int(m.num_heads), w)
   return None if w < 8 else settings_lib.override(cfg, {"model": change}, where="plan")
 
 
@@ -314,6 +317,8 @@ class NetworkJob(NamedTuple):
 def architecture(model) -> str:
   if model.name == "unet":
     return f"U-Net w={model.width}"
+  if model.name == "dit":
+    return f"DiT w={model.width} d={model.depth} p={model.patch_size}"
   return f"MLP h={model.hidden} d={model.depth}"
 
 

@@ -2,9 +2,13 @@
 
 - `UNet`: DDPM++-style U-Net for images `[B, H, W, C]`.
 - `MLPDenoiser`: residual MLP for vectors `[B, D]` (or flattened images).
-- `Parameterization` / `get_parameterization`: eps, x0 and EDM preconditioning
+- `DiT`: small diffusion transformer (DiT / U-ViT style, adaLN-Zero) on p×p
+  patches of images `[B, H, W, C]`.
+- `Parameterization` / `get_parameterization`: eps, x0, v and EDM preconditioning
   (training loss + the canonical sampler wrap).
-- `build(name, data_shape, key, **options)`: a model from the registry `MODELS`.
+- `build(name, data_shape, key, **options)`: a model from the registry `MODELS`
+  (`"unet"`, `"mlp"`, `"dit"`); `check_unet_args` / `check_dit_args` reject
+  impossible options before anything is built.
 - `split(model)`: `(graphdef, params)` with params a pure nested dict of arrays;
   `apply(graphdef, params, x, c, labels, key)` runs it functionally.
 - `abstract(name, data_shape, **options)`: `(graphdef, param shapes)` without
@@ -30,10 +34,12 @@ from repro_jax.networks.models.params import init_params
 from repro_jax.networks.models.precond import PARAMETERIZATIONS
 from repro_jax.networks.models.precond import Parameterization
 from repro_jax.networks.models.precond import get_parameterization
+from repro_jax.networks.models.transformer import DiT
+from repro_jax.networks.models.transformer import check_dit_args
 from repro_jax.networks.models.unet import UNet
 from repro_jax.networks.models.unet import check_unet_args
 
-MODELS = {"unet": UNet, "mlp": MLPDenoiser}
+MODELS = {"unet": UNet, "mlp": MLPDenoiser, "dit": DiT}
 
 
 def build(name: str, data_shape: Sequence[int], key, **options) -> nnx.Module:
@@ -63,6 +69,6 @@ def apply(graphdef, params, x, c, labels=None, key=None):
   return nnx.merge(graphdef, params)(x, c, labels, key)
 
 
-__all__ = ["UNet", "MLPDenoiser", "Parameterization", "get_parameterization",
+__all__ = ["UNet", "MLPDenoiser", "DiT", "Parameterization", "get_parameterization",
            "PARAMETERIZATIONS", "MODELS", "build", "split", "abstract", "init_params",
-           "ParamLayout", "apply", "check_unet_args"]
+           "ParamLayout", "apply", "check_unet_args", "check_dit_args"]

@@ -1,4 +1,4 @@
-"""Building blocks shared by the U-Net and the MLP denoiser (Flax NNX).
+"""Building blocks shared by the U-Net, the MLP denoiser and the DiT (Flax NNX).
 
 Noise-level embeddings are pure functions of the conditioning scalar `c [B]`
 the parameterization hands the network (`repro_jax.networks.models.precond`):

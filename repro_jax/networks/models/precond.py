@@ -15,12 +15,15 @@ Kinds (docs/theory.md §0, kernel `x_t = s_t (x0 + σ_t ε)`):
   (uniform integers for discrete schedules; drawn as `Φ(z)`, z standard
   normal); the net predicts ε (head `eps`), loss `‖F − ε‖²`.
 - `x0`: same kernel; the net predicts x0 (head `x0`), loss `‖F − x0‖²`.
+- `v` (Salimans & Ho 2022): same kernel; the net predicts the velocity
+  `v = a ε − b x0`, `a = 1/√(1+σ²)`, `b = σ/√(1+σ²)` (head `v`), loss
+  `‖F − v‖²`; its wrap is `x0 = a² x_t/s − b F`.
 - `edm` (Karras et al. 2022): `s = 1`, `log σ ~ N(P_mean, P_std²)`;
   `D = c_skip x + c_out F(c_in x, c_noise)` with `c_skip = σd²/(σ²+σd²)`,
   `c_out = σ σd/√(σ²+σd²)`, `c_in = 1/√(σ²+σd²)`, `c_noise = ¼ log σ`; the
   weighted loss `λ(σ)‖D − x0‖²`, `λ = 1/c_out²`, equals `‖F − (x0 − c_skip x)/c_out‖²`.
 
-Conditioning `c` (`denoiser.conditioning`): for eps/x0 `time_input="t"` →
+Conditioning `c` (`denoiser.conditioning`): for eps/x0/v `time_input="t"` →
 `1000 (t − t_min)/(t_max − t_min)` (suits the sinusoidal embedding) or
 `"log_sigma"` → `¼ log σ` (suits Fourier); edm always `¼ log σ`.
 """
@@ -35,11 +38,12 @@ import jax.numpy as jnp
 
 from repro_jax import validation
 from repro_jax.diffusion import denoiser as denoiser_lib
+from repro_jax.diffusion import heads
 from repro_jax.diffusion import schedules as schedules_lib
 from repro_jax.diffusion.denoiser import TIME_INPUTS
 from repro_jax.diffusion.heads import bcast
 
-PARAMETERIZATIONS = ("eps", "x0", "edm")
+PARAMETERIZATIONS = ("eps", "x0", "v", "edm")
 Net = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
@@ -49,12 +53,12 @@ def _per_example_mse(a, b):
 
 @dataclasses.dataclass(frozen=True)
 class Parameterization:
-  """One of `eps`, `x0`, `edm` (frozen: a static argument of jitted code).
+  """One of `eps`, `x0`, `v`, `edm` (frozen: a static argument of jitted code).
 
   Attributes:
-    kind: `"eps"`, `"x0"` or `"edm"`.
-    schedule: the kernel for eps/x0 (ignored by edm, which is VE with s = 1).
-    time_input: conditioning of eps/x0 nets, `"t"` or `"log_sigma"`.
+    kind: `"eps"`, `"x0"`, `"v"` or `"edm"`.
+    schedule: the kernel for eps/x0/v (ignored by edm, which is VE with s = 1).
+    time_input: conditioning of eps/x0/v nets, `"t"` or `"log_sigma"`.
     sigma_data: EDM's σ_data.
     p_mean, p_std: EDM's log-normal σ distribution.
   """
@@ -78,7 +82,7 @@ class Parameterization:
   def sample_time(self, level):
     """Training noise levels from standard normals `level [B]`: `(t, σ, s)`, each `[B]`.
 
-    edm: `σ = exp(P_mean + P_std·level)` (t = σ, s = 1); eps/x0:
+    edm: `σ = exp(P_mean + P_std·level)` (t = σ, s = 1); eps/x0/v:
     `u = Φ(level)` is uniform, `t = t_min + u (t_max − t_min)` (integers
     `⌊u T⌋` for discrete schedules).
     """
@@ -124,7 +128,10 @@ class Parameterization:
       target = (x0 - bcast(c_skip, x0) * x) / bcast(c_out, x0)
       return _per_example_mse(net(bcast(c_in, x0) * x, c), target)
     x_t = bcast(scale, x0) * (x0 + bcast(sigma, x0) * eps)
-    target = eps if self.kind == "eps" else x0
+    if self.kind == "v":
+      target = heads.v_from_x0_eps(x0, eps, sigma)
+    else:
+      target = eps if self.kind == "eps" else x0
     return _per_example_mse(net(x_t, c), target)
 
   # (b) sampling ---------------------------------------------------------------

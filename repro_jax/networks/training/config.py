@@ -15,19 +15,16 @@ from repro_jax import validation
 from repro_jax import data as data_lib
 from repro_jax.networks import models
 from repro_jax.diffusion import schedules
+from repro_jax.networks.training.settings import MODEL_FIELDS
 from repro_jax.networks.training.settings import TrainSettings
 
 OPTIMIZERS = ("adam", "adamw")
 STEP_LOOPS = ("auto", "scan", "python")
-_UNET_KEYS = ("width", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout",
-              "norm_groups", "embedding", "num_classes")
-_MLP_KEYS = ("hidden", "depth", "emb_dim", "dropout", "embedding", "num_classes")
 
 
 def model_options(model_cfg) -> dict:
-  """The constructor options of `model_cfg.name` (tuples restored from JSON lists)."""
-  keys = _UNET_KEYS if model_cfg.name == "unet" else _MLP_KEYS
-  return {k: getattr(model_cfg, k) for k in keys}
+  """The constructor options of `model_cfg.name`: its `MODEL_FIELDS`."""
+  return {k: getattr(model_cfg, k) for k in MODEL_FIELDS[model_cfg.name]}
 
 
 def parameterization(cfg) -> models.Parameterization:
@@ -66,6 +63,13 @@ def _positive(value, name):
     raise ValueError(f"config.{name} must be > 0; got {value!r}.")
 
 
+def _check_dit(m, data_shape) -> None:
+  """The DiT's options (those that need no data when `data_shape` is None)."""
+  if m.name == "dit":
+    models.check_dit_args(data_shape, m.width, m.depth, m.patch_size, m.num_heads,
+                          m.mlp_ratio, m.dropout)
+
+
 def check_config(cfg: TrainSettings) -> None:
   """Static checks (names, ranges) that need no data."""
   if not isinstance(cfg, TrainSettings):
@@ -81,6 +85,7 @@ def check_config(cfg: TrainSettings) -> None:
     raise ValueError("config.data.name='array' needs config.data.path (.npy or .npz).")
   if cfg.model.name not in models.MODELS:
     raise validation.unknown_name("model (config.model.name)", cfg.model.name, models.MODELS)
+  _check_dit(cfg.model, None)
   d = cfg.diffusion
   if d.parameterization not in models.PARAMETERIZATIONS:
     raise validation.unknown_name("parameterization (config.diffusion.parameterization)",
@@ -120,6 +125,7 @@ def check_against_data(cfg, dataset: data_lib.Dataset, num_devices: int) -> None
     models.check_unet_args(dataset.data_shape, m.width, tuple(m.ch_mult),
                            tuple(m.attn_resolutions), m.norm_groups, m.num_res_blocks,
                            m.dropout)
+  _check_dit(cfg.model, dataset.data_shape)
   if cfg.model.num_classes > 0:
     if dataset.labels is None:
       raise ValueError(f"config.model.num_classes={cfg.model.num_classes} but dataset "
@@ -145,7 +151,10 @@ def step_loop(cfg) -> str:
   """`train.step_loop`, with "auto" = "python" for the U-Net on a CPU, else "scan".
 
   XLA:CPU runs the weight-gradient convolutions of a U-Net step ~5–20× slower
-  inside a `lax.scan` (jax-ml/jax#12868); small MLPs gain from the scan.
+  inside a `lax.scan` (jax-ml/jax#12868); small MLPs gain from the scan.  The DiT
+  has no convolution (its patches are cut by reshapes): a width-64 DiT on 8×8
+  digits takes 42 ms a step either way on a 2-core CPU, a width-32 one 17 ms in
+  the scan and 20 ms in the loop.
   """
   loop = cfg.train.step_loop
   if loop not in STEP_LOOPS:

@@ -8,8 +8,9 @@ each model samples from its first `count` entries).  The architecture and the
 hyperparameters are shared.
 
 Measured on a 2-core CPU (benchmarks/bench_training.py): 8 small MLPs train
-1.6× faster vmapped than one after another, but 8 small U-Nets train slower
-(0.6×): XLA:CPU runs the batched (grouped) convolutions poorly.  On a GPU the
+1.6× faster vmapped than one after another, 8 small DiTs as fast (0.96×), but
+8 small U-Nets slower (0.6×): XLA:CPU runs the batched (grouped) convolutions
+poorly.  On a GPU the
 vmapped program is the one to use.
 
 With a 1-D mesh (`repro_jax.sharding.make_mesh`, axis "data") the program is

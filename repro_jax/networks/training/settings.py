@@ -3,6 +3,8 @@
 `TrainSettings` mirrors the sections of the training config file (`data`, `model`,
 `diffusion`, `optim`, `train`); the entry points parse a ConfigDict into it
 once (`repro_jax.settings.parse`) and the training stack reads only this.
+`MODEL_FIELDS` says which `ModelSettings` fields each model is built from,
+`WIDTH_FIELD` which one is its width (a zoo's widths, the plan's shrunk network).
 
 Variants (`variant(name)`):
 
@@ -27,27 +29,46 @@ VARIANTS = ("smoke", "cpu", "molrg", "paper")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelSettings:
-  """Architecture (`name`: `unet | mlp`) and its options; see `models.MODELS`."""
+  """Architecture (`name`: `unet | mlp | dit`) and its options; see `models.MODELS`.
+
+  Each model reads only its fields (`MODEL_FIELDS`); `width` is shared by the
+  U-Net and the DiT, `depth` and `emb_dim` by the MLP and the DiT.
+  """
   name: str = "unet"
-  width: int = 32                       # unet channels
-  ch_mult: tuple[int, ...] = (1, 2)
-  num_res_blocks: int = 1
-  attn_resolutions: tuple[int, ...] = (4,)
-  norm_groups: int = 8
+  width: int = 32                       # unet channels at the first level; dit token features
+  ch_mult: tuple[int, ...] = (1, 2)     # unet
+  num_res_blocks: int = 1               # unet
+  attn_resolutions: tuple[int, ...] = (4,)   # unet
+  norm_groups: int = 8                  # unet
   hidden: int = 256                     # mlp width
-  depth: int = 3
-  emb_dim: int = 64
+  depth: int = 3                        # mlp residual blocks; dit transformer blocks
+  emb_dim: int = 64                     # mlp, dit: noise-embedding features (unet: width)
   dropout: float = 0.0
   embedding: str = "sinusoidal"         # sinusoidal | fourier
   num_classes: int = 0                  # > 0: class-conditional (labels from the data)
   label_dropout: float = 0.0            # drop labels to "none" with this probability
+  patch_size: int = 2                   # dit: p×p patches are its tokens (p divides H, W)
+  num_heads: int = 4                    # dit: attention heads (divide width)
+  mlp_ratio: float = 4.0                # dit: MLP hidden features per token feature
+
+
+# The fields each model is built from (`models.build(name, shape, key, **options)`).
+MODEL_FIELDS = {
+    "unet": ("width", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout",
+             "norm_groups", "embedding", "num_classes"),
+    "mlp": ("hidden", "depth", "emb_dim", "dropout", "embedding", "num_classes"),
+    "dit": ("width", "depth", "patch_size", "num_heads", "mlp_ratio", "emb_dim", "dropout",
+            "embedding", "num_classes"),
+}
+# The field that sets each model's size: a zoo's widths, the plan's shrunk network.
+WIDTH_FIELD = {"unet": "width", "mlp": "hidden", "dit": "width"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DiffusionSettings:
-  """Parameterization (`eps | x0 | edm`), its schedule and EDM's constants."""
+  """Parameterization (`eps | x0 | v | edm`), its schedule and EDM's constants."""
   parameterization: str = "eps"
-  schedule: str = "vp"                  # repro_jax.diffusion.schedules registry (eps/x0)
+  schedule: str = "vp"                  # repro_jax.diffusion.schedules registry (eps/x0/v)
   time_input: str = "t"                 # t | log_sigma
   sigma_data: float = 0.5
   p_mean: float = -1.2
