@@ -33,19 +33,34 @@ _PARSE_ERRORS = (flags.Error, AttributeError, KeyError, ValueError, TypeError, I
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
 
+def _command() -> str:
+  """`experiments.<name>` of the entry point running."""
+  name = pathlib.Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "repro_jax"
+  return f"experiments.{name}"
+
+
 def fail(message: str) -> None:
   """Print `<command>: error: message` and exit with status 2."""
-  name = pathlib.Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "repro_jax"
-  print(f"experiments.{name}: error: {message}", file=sys.stderr)
+  print(f"{_command()}: error: {message}", file=sys.stderr)
   sys.exit(2)
 
 
 def interrupted(message: str) -> None:
   """Print `<command>: message` for a run stopped by Ctrl-C and exit with status 130
   (128 + SIGINT, as a shell reports it)."""
-  name = pathlib.Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "repro_jax"
-  print(f"experiments.{name}: {message}", file=sys.stderr)
+  print(f"{_command()}: {message}", file=sys.stderr)
   sys.exit(130)
+
+
+def stopped(e: KeyboardInterrupt, rest: str) -> None:
+  """`interrupted` for a job of studies stopped by Ctrl-C: the training step it
+  stopped at and its checkpoint, if it was training, then `rest`."""
+  from repro_jax.networks.training import Interrupted
+  if not isinstance(e, Interrupted):
+    interrupted(f"interrupted; {rest}")
+  kept = ("checkpoint saved" if e.saved == e.step else "no checkpoint saved"
+          if e.saved is None else f"last checkpoint: step {e.saved}")
+  interrupted(f"interrupted at training step {e.step} ({kept}); {rest}")
 
 
 def config_file(name: str, variant: str | None = None) -> str:
@@ -164,8 +179,10 @@ def main_for(study: str) -> None:
       "config", config_file(study, "cpu"), f"Study config file, `path.py:variant` (e.g. "
       f"configs/{study}.py:smoke; the bundled file unless ./configs/{study}.py exists); "
       "override fields with --config.<field>=<value> (--print_config lists them).")
-  workdir = flags.DEFINE_string("workdir", f"results/{study}",
-                                "Directory for config, metrics, figures and report.")
+  workdir = flags.DEFINE_string(
+      "workdir", None, f"Directory for config, metrics, figures and report (default: "
+      f"where the main job puts the study, results/{study} for the cpu variant, "
+      f"workdirs/results-<variant>/{study} for the others).")
   show = define_print_config()
 
   def main(argv):
@@ -182,11 +199,15 @@ def main_for(study: str) -> None:
       parsed = settings.parse(runner.study_module(study).Settings, config.value)
     except ValueError as e:
       fail(str(e))
-    check_writable_dir(pathlib.Path(workdir.value).parent, "workdir", workdir.value)
+    out = workdir.value or str(runner.default_results_dir(variant) / study)
+    check_writable_dir(pathlib.Path(out).parent, "workdir", out)
     try:
-      runner.run_study(study, parsed, workdir.value, variant=variant)
+      runner.run_study(study, parsed, out, variant=variant)
     except (ValueError, FileNotFoundError) as e:
       fail(str(e))
-    print(f"wrote {os.path.abspath(workdir.value)}/ (report.md, metrics.json, figures)")
+    except KeyboardInterrupt as e:
+      stopped(e, f"{os.path.abspath(out)} unchanged (rerun the same command to run it "
+                 "again)")
+    print(f"wrote {os.path.abspath(out)}/ (report.md, metrics.json, figures)")
 
   run(main)

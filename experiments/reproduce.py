@@ -5,9 +5,14 @@
   python -m experiments.reproduce --variant=paper --cifar10=/data/cifar-10-batches-py
   python -m experiments.reproduce --variant=paper --plan   # what it would train, and cost
   python -m experiments.reproduce --variant=paper --plan --plan_tflops=100   # on a GPU
+
+A study stopped by an error or by Ctrl-C ends the job after the summary of
+the studies finished before it; Ctrl-C then says in one line where training
+stopped and exits with status 130 (a rerun skips the studies up to date).
 """
 
 import math
+import os
 
 from absl import flags
 
@@ -74,6 +79,9 @@ def main(argv):
                        force=_FORCE.value, data=data)
   except (ValueError, FileNotFoundError) as e:
     _cli.fail(str(e))
+  except KeyboardInterrupt as e:   # Ctrl-C, in training (`Interrupted`) or elsewhere
+    _cli.stopped(e, f"the studies that finished are in {os.path.abspath(results)} (rerun "
+                    "the same command to go on)")
 
 
 if __name__ == "__main__":

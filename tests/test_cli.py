@@ -84,3 +84,65 @@ def test_entry_points_run_from_any_directory(tmp_path):
            "--print_config", cwd=tmp_path)
   assert r.returncode == 0 and "mine: here" in r.stdout, r.stderr[-2000:]
   assert not (tmp_path / "w").exists() and not (tmp_path / "results").exists()
+
+
+def _run_patched(patch, argv, cwd=ROOT):
+  """An entry point (`argv[0]` names it) run with the library call replaced by
+  `patch` (Python source run first), as a user would meet it."""
+  name = argv[0]
+  main = (f"_cli.main_for({name!r})" if name != "reproduce" else
+          "from experiments import reproduce; _cli.run(reproduce.main)")
+  code = "\n".join(["import sys", "from repro_jax.networks import training",
+                    "from repro_jax.studies import runner", patch,
+                    f"sys.argv = {list(argv)!r}", "from experiments import _cli", main])
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("error, where", [
+    ("training.Interrupted(30, 20)", "interrupted at training step 30 (last checkpoint: step 20)"),
+    ("KeyboardInterrupt()", "interrupted"),
+])
+def test_ctrl_c_in_the_main_job_is_one_line_and_130(tmp_path, error, where):
+  patch = (f"def run_studies(*args, **kwargs):\n  raise {error}\n"
+           "runner.run_studies = run_studies")
+  r = _run_patched(patch, ["reproduce", "--only=theory_checks",
+                           f"--results_dir={tmp_path}"])
+  assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert r.stderr.strip().splitlines()[-1] == (
+      f"experiments.reproduce: {where}; the studies that finished are in {tmp_path} "
+      "(rerun the same command to go on)")
+
+
+def test_a_study_entry_point_writes_where_the_main_job_would(tmp_path):
+  """Without --workdir: results/<study> for the cpu variant, and never results/ for
+  another (a smoke run must not replace the committed reference); Ctrl-C is one
+  line and status 130, as in the main job."""
+  patch = ("def run_study(name, settings, workdir, **kwargs):\n"
+           "  if settings.seed == 7:\n    raise training.Interrupted(5, None)\n"
+           "runner.run_study = run_study")
+  r = _run_patched(patch, ["theory_checks", "--config=configs/theory_checks.py:smoke"],
+                   cwd=tmp_path)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.split()[1] == f"{tmp_path}/workdirs/results-smoke/theory_checks/"
+  assert not (tmp_path / "results").exists()
+  r = _run_patched(patch, ["theory_checks"], cwd=tmp_path)
+  assert r.returncode == 0 and r.stdout.split()[1] == f"{tmp_path}/results/theory_checks/"
+  r = _run_patched(patch, ["theory_checks", "--config=configs/theory_checks.py:smoke",
+                           "--config.seed=7", "--workdir=w"], cwd=tmp_path)
+  assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert r.stderr.strip().splitlines()[-1] == (
+      "experiments.theory_checks: interrupted at training step 5 (no checkpoint saved); "
+      f"{tmp_path}/w unchanged (rerun the same command to run it again)")
+
+
+def test_errors_and_interruptions_name_the_same_command(monkeypatch, capsys):
+  from experiments import _cli
+  monkeypatch.setattr(sys, "argv", ["/somewhere/experiments/theory_checks.py", "--x"])
+  assert _cli._command() == "experiments.theory_checks"
+  for say, status in ((_cli.fail, 2), (_cli.interrupted, 130)):
+    with pytest.raises(SystemExit) as e:
+      say("m")
+    assert e.value.code == status
+    assert capsys.readouterr().err.startswith("experiments.theory_checks: ")

@@ -3,7 +3,9 @@
 import dataclasses
 import json
 import pathlib
+import re
 
+import numpy as np
 import pytest
 
 from repro_jax import io
@@ -44,6 +46,57 @@ def test_only_process_zero_writes_results(tmp_path, monkeypatch):
                              tmp_path / "results" / "theory_checks", variant="smoke")
   assert metrics["verdicts"] and not (tmp_path / "results").exists()
   assert not list((tmp_path / "scratch").iterdir())
+
+
+def _fake_run_study(calls, stop_at=None):
+  def run_study(name, settings, workdir, **kwargs):
+    calls.append(name)
+    if name == stop_at:
+      raise KeyboardInterrupt
+    return {"verdicts": []}
+  return run_study
+
+
+def test_processes_follow_process_zero_on_what_is_up_to_date(tmp_path, monkeypatch):
+  # Multi-host: this process finds the study up to date, process 0 does not;
+  # all must run it (a process that skipped it would leave the others waiting
+  # in its collectives).
+  calls, sent = [], []
+  monkeypatch.setattr(runner.common, "is_up_to_date", lambda *a: True)
+  monkeypatch.setattr(runner, "run_study", _fake_run_study(calls))
+  assert runner.run_studies(["theory_checks"], variant="smoke",
+                            results_dir=tmp_path) == {"theory_checks": "skipped"}
+  monkeypatch.setattr(runner.jax, "process_count", lambda: 2)
+  monkeypatch.setattr("jax.experimental.multihost_utils.broadcast_one_to_all",
+                      lambda x: sent.append(bool(x)) or np.asarray(False))
+  assert runner.run_studies(["theory_checks"], variant="smoke",
+                            results_dir=tmp_path) == {"theory_checks": "ran"}
+  assert calls == ["theory_checks"] and sent == [True]
+
+
+def test_a_stopped_job_prints_what_finished(tmp_path, monkeypatch, capsys):
+  calls = []
+  monkeypatch.setattr(runner, "run_study", _fake_run_study(calls, stop_at="pca_equivalence"))
+  with pytest.raises(KeyboardInterrupt):
+    runner.run_studies(["theory_checks", "pca_equivalence", "subspace_clustering"],
+                       variant="smoke", results_dir=tmp_path)
+  assert calls == ["theory_checks", "pca_equivalence"]
+  out = capsys.readouterr().out
+  assert re.search(r"\ntheory_checks +ran ", out) and re.search(r"\npca_equivalence +stopped ", out)
+  assert "subspace_clustering  " not in out and "report: not rebuilt" in out
+  assert not (tmp_path / "README.md").exists()
+
+
+def test_last_run_reads_the_manifest(tmp_path):
+  wd = tmp_path / "theory_checks"
+  assert common.last_run(wd) == (None, {})
+  io.write_text(wd / "manifest.json", '{"seconds": 4')
+  assert common.last_run(wd) == (None, {})
+  io.save_json(wd / "manifest.json", {"seconds": 41.0, "environment": {"cpu": "X"}})
+  assert common.last_run(wd) == (41.0, {"cpu": "X"})
+  line = [l for l in runner.listing("smoke", tmp_path).splitlines()
+          if l.startswith("theory_checks ")]
+  assert line[0].endswith(" 41s")
 
 
 def test_select():

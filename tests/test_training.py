@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import signal
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -281,6 +282,60 @@ def test_train_many_saves_on_ctrl_c(tmp_path, monkeypatch):
   assert os.listdir(wd / "checkpoints") == ["10"]
   _, history = training.train_many(cfg, str(wd), seeds=(0, 1))
   assert [h["step"] for h in history] == [20] and _metrics_steps(wd) == [10, 20]
+
+
+class _State(NamedTuple):
+  params: jax.Array
+  ema: jax.Array
+
+
+def _toy_loop(*, num_steps=30, sigint_at=None, save_fn=None):
+  """`run_loop` over a chunk that only counts steps; a real SIGINT arrives
+  while the chunk that starts at step `sigint_at` runs."""
+  def chunk(state, data, n):
+    if int(state.params[0]) == sigint_at:
+      signal.raise_signal(signal.SIGINT)
+    return _State(state.params + n, state.ema), {"loss": np.zeros(n), "grad_norm": np.zeros(n)}
+  return loop_lib.run_loop(chunk, _State(jnp.zeros(1), jnp.zeros(1)), None, start=0,
+                           num_steps=num_steps, log_every=10, checkpoint_every=20,
+                           batch_size=1, save_fn=save_fn)
+
+
+def test_ctrl_c_in_the_last_chunk_still_stops():
+  """The run reaches its last step, but the caller (e.g. the next model of a
+  study) must not go on: the end is saved once and `Interrupted` raised."""
+  saves = []
+  with pytest.raises(training.Interrupted) as stop:
+    _toy_loop(sigint_at=20, save_fn=lambda step, st: saves.append(step))
+  assert (stop.value.step, stop.value.saved) == (30, 30) and saves == [20, 30]
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_save_cut_short_by_ctrl_c_is_not_retried():
+  """A second Ctrl-C inside a scheduled save: the step is not handed to the
+  checkpointer again (orbax refuses a step it holds); the last finished save
+  is the one reported."""
+  saves = []
+
+  def save_fn(step, state):
+    saves.append(step)
+    if saves == [20]:
+      raise KeyboardInterrupt
+  with pytest.raises(training.Interrupted) as stop:
+    _toy_loop(save_fn=save_fn)
+  assert saves == [20] and (stop.value.step, stop.value.saved) == (20, None)
+
+
+def test_multi_process_ctrl_c_saves_nothing(monkeypatch):
+  """Several processes: SIGINT is not caught (one process acting on it alone
+  would enter a collective save that the others never join); the run stops
+  at once and resumes from its last periodic checkpoint."""
+  monkeypatch.setattr(loop_lib.jax, "process_count", lambda: 2)
+  saves = []
+  with pytest.raises(training.Interrupted) as stop:
+    _toy_loop(num_steps=40, sigint_at=20, save_fn=lambda step, st: saves.append(step))
+  assert saves == [20] and (stop.value.step, stop.value.saved) == (20, 20)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_resume_drops_the_metrics_past_the_checkpoint(tmp_path):

@@ -247,6 +247,16 @@ def manifest(study: str, settings, seconds: float, variant: str | None = None) -
           "environment": environment()}
 
 
+def last_run(workdir) -> tuple[float | None, dict]:
+  """`(seconds, environment)` of the finished run recorded in `workdir/manifest.json`,
+  or `(None, {})` when there is no readable record."""
+  try:
+    mf = io.load_json(pathlib.Path(workdir) / "manifest.json")
+    return float(mf["seconds"]), mf.get("environment") or {}
+  except (OSError, ValueError, KeyError, TypeError):
+    return None, {}
+
+
 class Progress:
   """Log `name: i/n (elapsed, ETA)` lines for a loop of known length."""
 

@@ -34,7 +34,6 @@ import jax
 import jax.extend.core as jax_core
 import jax.numpy as jnp
 
-from repro_jax import io
 from repro_jax import settings as settings_lib
 from repro_jax.lowrank import model as lowrank
 from repro_jax.networks import model_zoo
@@ -441,10 +440,8 @@ def _last_run(name: str, results_dir) -> tuple[float | None, str]:
   or `(None, "")`."""
   if results_dir is None:
     return None, ""
-  try:
-    mf = io.load_json(pathlib.Path(results_dir) / name / "manifest.json")
-    seconds, env = float(mf["seconds"]), mf.get("environment") or {}
-  except (OSError, ValueError, KeyError, TypeError):
+  seconds, env = common.last_run(pathlib.Path(results_dir) / name)
+  if seconds is None:
     return None, ""
   return seconds, (f"last run: {seconds:.0f} s on {env.get('cpu', '?')} "
                    f"({env.get('backend', '?')})")

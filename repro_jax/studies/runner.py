@@ -17,6 +17,8 @@ from types import ModuleType
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 from repro_jax import io
 from repro_jax import settings as settings_lib
@@ -164,6 +166,16 @@ def check_variant(workdir, variant: str) -> None:
                      f"'{variant}' run (choose another --results_dir, or remove it).")
 
 
+def _up_to_date(workdir, name: str, settings) -> bool:
+  """`common.is_up_to_date`, with process 0's answer for every process: each
+  judges by its own files and CPU, and a study that some processes skip while
+  the others run it would leave those waiting in its collectives."""
+  fresh = common.is_up_to_date(workdir, name, settings)
+  if jax.process_count() > 1:
+    fresh = bool(multihost_utils.broadcast_one_to_all(np.asarray(fresh)))
+  return fresh
+
+
 def run_studies(names, *, variant="cpu", results_dir=None, force=False,
                 mesh=None, data: dict[str, str] | None = None) -> dict[str, str]:
   """Run each study unless its results are up to date; returns name -> status.
@@ -171,7 +183,9 @@ def run_studies(names, *, variant="cpu", results_dir=None, force=False,
   A study is up to date when its directory holds a run of the same code and
   settings on the same software and hardware (`common.is_up_to_date`).  Each
   rerun is compared with the run it replaces (`reference.compare`), and a
-  summary table is printed at the end.  `data` (`{data set: path}`) gives the
+  summary table is printed at the end, or, when a study fails or Ctrl-C
+  stops it, of the studies finished before it (then re-raised; the results
+  page is not rebuilt).  `data` (`{data set: path}`) gives the
   local data sets to every study that reads them; a study that needs one that
   is missing stops the job before any study runs.
   """
@@ -187,33 +201,42 @@ def run_studies(names, *, variant="cpu", results_dir=None, force=False,
           f"{common.LOCAL_DATA[unused][1]} is not used.", flush=True)
   status, rows = {}, []
   t_start = time.time()
-  for i, name in enumerate(names, 1):
-    settings = all_settings[name]
-    workdir = results_dir / name
-    if not force and common.is_up_to_date(workdir, name, settings):
-      print(f"[{i}/{len(names)}] {name}: up to date, skipped (--force to rerun)", flush=True)
-      status[name] = "skipped"
-      rows.append(dict(study=name, status="skipped", seconds=None,
-                       verdicts=_summary_of(workdir), reference="(not rerun)"))
-      continue
-    previous, hint = None, ""
-    if (workdir / "metrics.json").exists():
-      try:
-        previous = io.load_json(workdir / "metrics.json")
-        hint = f" (last run took {io.load_json(workdir / 'manifest.json')['seconds']:.0f}s)"
-      except (KeyError, ValueError, OSError):
-        pass
-    print(f"[{i}/{len(names)}] {name}: running{hint} ...", flush=True)
-    t0 = time.time()
-    metrics = run_study(name, settings, workdir, mesh=mesh, variant=variant)
-    seconds = time.time() - t0
-    status[name] = "ran"
-    cmp = reference.compare(previous, metrics)
-    rows.append(dict(study=name, status="ran", seconds=seconds,
-                     verdicts=verdicts_lib.summary(metrics["verdicts"]), reference=cmp.text()))
-    print(f"[{i}/{len(names)}] {name}: done in {seconds:.0f}s, "
-          f"{rows[-1]['verdicts']}; vs previous run: {cmp.text()} "
-          f"(total {time.time() - t_start:.0f}s)", flush=True)
+  try:
+    for i, name in enumerate(names, 1):
+      settings = all_settings[name]
+      workdir = results_dir / name
+      if not force and _up_to_date(workdir, name, settings):
+        print(f"[{i}/{len(names)}] {name}: up to date, skipped (--force to rerun)", flush=True)
+        status[name] = "skipped"
+        rows.append(dict(study=name, status="skipped", seconds=None,
+                         verdicts=_summary_of(workdir), reference="(not rerun)"))
+        continue
+      previous = None
+      if (workdir / "metrics.json").exists():
+        try:
+          previous = io.load_json(workdir / "metrics.json")
+        except (ValueError, OSError):
+          pass
+      last, _ = common.last_run(workdir)
+      hint = "" if last is None else f" (last run took {last:.0f}s)"
+      print(f"[{i}/{len(names)}] {name}: running{hint} ...", flush=True)
+      t0 = time.time()
+      metrics = run_study(name, settings, workdir, mesh=mesh, variant=variant)
+      seconds = time.time() - t0
+      status[name] = "ran"
+      cmp = reference.compare(previous, metrics)
+      rows.append(dict(study=name, status="ran", seconds=seconds,
+                       verdicts=verdicts_lib.summary(metrics["verdicts"]), reference=cmp.text()))
+      print(f"[{i}/{len(names)}] {name}: done in {seconds:.0f}s, "
+            f"{rows[-1]['verdicts']}; vs previous run: {cmp.text()} "
+            f"(total {time.time() - t_start:.0f}s)", flush=True)
+  except BaseException:
+    if rows and jax.process_index() == 0:
+      if rows[-1]["study"] != name:
+        rows.append(dict(study=name, status="stopped", seconds=None, verdicts="-",
+                         reference="(not finished)"))
+      print(summary_table(rows, time.time() - t_start, None), flush=True)
+    raise
   if jax.process_index() == 0:     # multi-host: process 0 writes the page
     page = build_results_page(results_dir)
     print(summary_table(rows, time.time() - t_start, page), flush=True)
@@ -227,10 +250,8 @@ def listing(variant: str = "cpu", results_dir=None, data: dict[str, str] | None 
   for name in STUDIES:
     workdir = results_dir / name
     fresh = common.is_up_to_date(workdir, name, study_settings(name, variant, data))
-    try:
-      last = f"{io.load_json(workdir / 'manifest.json')['seconds']:.0f}s"
-    except (OSError, ValueError, KeyError):
-      last = "never"
+    seconds, _ = common.last_run(workdir)
+    last = "never" if seconds is None else f"{seconds:.0f}s"
     state = "up to date" if fresh else "will run"
     lines.append(f"{name:34s} {','.join(study_module(name).VARIANTS):28s} {state:22s} {last}")
   return "\n".join(lines)
@@ -244,7 +265,8 @@ def _summary_of(workdir: pathlib.Path) -> str:
 
 
 def summary_table(rows, total_seconds: float, page) -> str:
-  """The closing table of the main job: what ran, how long, what it concluded."""
+  """The closing table of the main job: what ran, how long, what it concluded
+  (`page` None: the job stopped before rebuilding the results page)."""
   lines = ["", f"{'study':34s} {'status':8s} {'time':>7s}  verdicts / vs previous run",
            "-" * 100]
   for r in rows:
@@ -252,8 +274,9 @@ def summary_table(rows, total_seconds: float, page) -> str:
     lines.append(f"{r['study']:34s} {r['status']:8s} {secs:>7s}  {r['verdicts']}")
     lines.append(f"{'':52s}{r['reference']}")
   lines.append("-" * 100)
+  report = "not rebuilt (the job stopped)" if page is None else page
   lines.append(f"total {total_seconds:.0f}s; key numbers compared within "
-               f"{reference.RTOL:.0%} relative; report: {page}")
+               f"{reference.RTOL:.0%} relative; report: {report}")
   return "\n".join(lines)
 
 

@@ -9,7 +9,10 @@ as an uninterrupted run would (same chunk boundaries, keys from
 appends a JSON line to `workdir/metrics.jsonl` and saves a checkpoint every
 `checkpoint_every` steps.  Ctrl-C stops at the end of the chunk in flight,
 saves that step and raises `Interrupted` (a KeyboardInterrupt) once the save
-is written; a resumed run first drops the metrics records past its checkpoint.
+is written, also when that chunk was the last; a resumed run first drops the
+metrics records past its checkpoint.  On several processes (multi-host) Ctrl-C
+stops a process at once and saves nothing (a save is collective, and a signal
+may reach one process only): the run resumes from its last periodic checkpoint.
 
 A resumed run keeps the config of its checkpoint: a changed field is refused
 with the list of changes, unless `allow_config_change` lets one of
@@ -86,16 +89,17 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _stop_on_sigint():
+def _stop_on_sigint(enabled: bool = True):
   """Yield an Event that the first Ctrl-C (SIGINT) sets instead of raising.
 
   The loop then stops at the end of the chunk in flight (a jitted chunk cannot
   be cut short, and its input state is donated to it) and saves that step; a
-  second Ctrl-C raises KeyboardInterrupt at once.  Only in the main thread
-  with Python's default handler installed; elsewhere nothing changes.
+  second Ctrl-C raises KeyboardInterrupt at once.  Only if `enabled`, in the
+  main thread, with Python's default handler installed; otherwise nothing
+  changes (Ctrl-C raises KeyboardInterrupt as usual).
   """
   stop = threading.Event()
-  if (threading.current_thread() is not threading.main_thread()
+  if (not enabled or threading.current_thread() is not threading.main_thread()
       or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
     yield stop
     return
@@ -124,16 +128,20 @@ def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
              metrics_path: str | None = None):
   """Run chunks of `log_every` steps (aligned to multiples of it) up to `num_steps`.
 
-  Ctrl-C (SIGINT) stops the run at the end of the chunk in flight, saves that
-  step with `save_fn`, waits for the save (`wait_fn`) and raises `Interrupted`.
-  A KeyboardInterrupt raised inside the loop (a second Ctrl-C, or one from a
-  caller's code) saves the last finished chunk's state if the chunk in flight
-  has not consumed it, then raises `Interrupted` too.
+  Ctrl-C (SIGINT) stops the run at the end of the chunk in flight (the last
+  one included), saves that step with `save_fn`, waits for the save
+  (`wait_fn`) and raises `Interrupted`.  A KeyboardInterrupt raised inside the
+  loop (a second Ctrl-C, or one from a caller's code) saves the last finished
+  chunk's state if the chunk in flight has not consumed it, then raises
+  `Interrupted` too.  A step is handed to `save_fn` once at most, also when
+  Ctrl-C interrupts that call.  With several processes (`jax.process_count()
+  > 1`) Ctrl-C is not caught and nothing is saved on it: each process would act
+  on its own signal, and a save is a collective that the others would not join.
 
   Args:
     chunk: jitted `(state, data, n) -> (state, {'loss': [n] or [n, M], ...})`.
     save_fn: `save_fn(step, state)`, called every `checkpoint_every` steps, at the
-      end, and on Ctrl-C.
+      end, and on Ctrl-C (one process only).
     wait_fn: `wait_fn()` waits for the saves in flight (before `Interrupted`).
     metrics_path: JSON-lines file to append one record per chunk to.
 
@@ -145,14 +153,20 @@ def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
   """
   history, step, t_begin, first = [], int(start), time.time(), True
   saved = int(start) if start else None
+  handed = saved     # the last step handed to save_fn (its call may have been cut short)
+  one_process = jax.process_count() == 1
   writer = open(metrics_path, "a") if metrics_path and _is_lead() else None
 
+  def save(at: int) -> None:
+    nonlocal saved, handed
+    handed = at
+    save_fn(at, state)
+    saved = at
+
   def stop_here(at_once: bool):
-    nonlocal saved
-    if (save_fn is not None and step > (saved or 0)
+    if (save_fn is not None and one_process and step > (handed or 0)
         and (not at_once or (_alive(state) and bool(_finite(state))))):
-      save_fn(step, state)
-      saved = step
+      save(step)
     if wait_fn is not None:
       wait_fn()
     logging.warning("Interrupted at step %d; %s.", step,
@@ -160,7 +174,7 @@ def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
     return Interrupted(step, saved)
 
   try:
-    with _stop_on_sigint() as stop:
+    with _stop_on_sigint(enabled=one_process) as stop:
       try:
         while step < num_steps and not stop.is_set():
           n = min(log_every - step % log_every, num_steps - step)
@@ -191,11 +205,10 @@ def run_loop(chunk: Callable, state, data, *, start: int, num_steps: int,
                        num_steps, record["loss"], rate, rate * batch_size,
                        _fmt_eta(record["eta_sec"]))
           if save_fn is not None and (step % checkpoint_every == 0 or step == num_steps):
-            save_fn(step, state)
-            saved = step
+            save(step)
       except KeyboardInterrupt as e:
         raise stop_here(at_once=True) from e
-      if step < num_steps:
+      if stop.is_set():   # also after the last chunk: a caller's next run must not start
         raise stop_here(at_once=False)
   finally:
     if writer is not None:
