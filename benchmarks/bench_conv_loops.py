@@ -68,10 +68,11 @@ def fwd(w, g, x):
 
 
 def _in_scan(piece):
-  """`piece` inside a `lax.scan` of `_LOOP` iterations, each depending on the last."""
+  """`piece` inside a `lax.scan` of `_LOOP` iterations, each depending on the last
+  (every operand moves with the carry, so XLA cannot hoist the piece out of the loop)."""
   def run(w, g, x):
     def body(carry, _):
-      return carry + 1e-6 * jnp.mean(piece(w, g + carry, x)), None
+      return carry + 1e-6 * jnp.mean(piece(w + carry, g + carry, x + carry)), None
     return lax.scan(body, jnp.zeros((), g.dtype), None, length=_LOOP)[0]
   return run
 
