@@ -14,6 +14,9 @@ import pytest
 from repro_jax.networks import models
 from repro_jax.diffusion import schedules
 
+from abstract_models import abstract_run
+from abstract_models import check_labels_and_dropout
+
 
 def _net(name, shape, **opts):
   graphdef, shapes = models.abstract(name, shape, **opts)
@@ -48,28 +51,15 @@ def test_unet_forward_and_conditioning(shape, opts):
 ])
 def test_unet_shapes_larger_resolutions(shape, opts, params_range):
   """Shape inference only (no compile): the U-Net builds and maps x to x's shape."""
-  graphdef, shapes = models.abstract("unet", shape, **opts)
-  n = sum(math.prod(s.shape) for s in jax.tree.leaves(shapes))
+  n, out_shape = abstract_run("unet", shape, 4, **opts)
   assert params_range[0] < n < params_range[1]
-  out = jax.eval_shape(lambda p, x, c: models.apply(graphdef, p, x, c, None,
-                                                    jax.random.key(0)),
-                       shapes, jax.ShapeDtypeStruct((4,) + shape, jnp.float32),
-                       jax.ShapeDtypeStruct((4,), jnp.float32))
-  assert out.shape == (4,) + shape
+  assert out_shape == (4,) + shape
 
 
 def test_unet_class_conditioning_and_dropout():
   graphdef, params = _net("unet", (8, 8, 1), width=8, norm_groups=4, num_classes=10,
                           dropout=0.5)
-  params = jax.tree.map(lambda a: a + 0.01, params)
-  x, c = jnp.ones((2, 8, 8, 1)), jnp.full((2,), 100.0)
-  f = jax.jit(lambda l, k: models.apply(graphdef, params, x, c, l, k))
-  y0 = f(jnp.array([0, 0]), None)
-  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([3, 3]), None)))) > 1e-4
-  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([-1, -1]), None)))) > 1e-4
-  # Dropout is active with a key and deterministic without one.
-  np.testing.assert_array_equal(y0, f(jnp.array([0, 0]), None))
-  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([0, 0]), jax.random.key(0))))) > 1e-4
+  check_labels_and_dropout(graphdef, jax.tree.map(lambda a: a + 0.01, params))
 
 
 @pytest.mark.parametrize("shape", [(48,), (8, 8, 1)])

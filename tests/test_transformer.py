@@ -18,6 +18,9 @@ from repro_jax.networks import models
 from repro_jax.networks import training
 from repro_jax.networks.models import transformer
 
+from abstract_models import abstract_run
+from abstract_models import check_labels_and_dropout
+
 _TINY = dict(width=16, depth=2, num_heads=2, emb_dim=8)
 
 
@@ -68,15 +71,9 @@ def _hand_count(shape, width, depth, patch_size, mlp_ratio, emb_dim, num_classes
 ])
 def test_dit_abstract_allocates_nothing_and_counts_parameters(shape, opts):
   """`models.abstract` gives shapes only (a DiT-S-sized model in no time)."""
-  graphdef, shapes = models.abstract("dit", shape, num_heads=4, **opts)
-  leaves = jax.tree.leaves(shapes)
-  assert all(isinstance(s, jax.ShapeDtypeStruct) for s in leaves)
-  assert sum(math.prod(s.shape) for s in leaves) == _hand_count(shape, **opts)
-  out = jax.eval_shape(lambda p, x, c: models.apply(graphdef, p, x, c, None,
-                                                    jax.random.key(0)),
-                       shapes, jax.ShapeDtypeStruct((2,) + shape, jnp.float32),
-                       jax.ShapeDtypeStruct((2,), jnp.float32))
-  assert out.shape == (2,) + shape
+  count, out_shape = abstract_run("dit", shape, 2, num_heads=4, **opts)
+  assert count == _hand_count(shape, **opts)
+  assert out_shape == (2,) + shape
 
 
 def test_patches_are_slices_of_the_image():
@@ -138,14 +135,7 @@ def test_dit_gradients_reach_every_parameter():
 
 def test_dit_class_conditioning_and_dropout():
   graphdef, params = _net((8, 8, 1), num_classes=10, dropout=0.5)
-  params = _perturbed(params)
-  x, c = jnp.ones((2, 8, 8, 1)), jnp.full((2,), 100.0)
-  f = jax.jit(lambda l, k: models.apply(graphdef, params, x, c, l, k))
-  y0 = f(jnp.array([0, 0]), None)
-  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([3, 3]), None)))) > 1e-4
-  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([-1, -1]), None)))) > 1e-4
-  np.testing.assert_array_equal(y0, f(jnp.array([0, 0]), None))
-  assert float(jnp.max(jnp.abs(y0 - f(jnp.array([0, 0]), jax.random.key(0))))) > 1e-4
+  check_labels_and_dropout(graphdef, _perturbed(params))
 
 
 @pytest.mark.parametrize("shape, opts, match", [
