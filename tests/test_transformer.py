@@ -5,7 +5,6 @@ equivariance to patch permutations once the position embedding is removed
 every parameter, options refused before anything is built, and `train_many`.
 """
 
-import math
 
 import jax
 import jax.numpy as jnp
