@@ -43,3 +43,10 @@ def mesh8():
   from repro_jax import sharding
   assert jax.device_count() == 8, "conftest must set 8 fake CPU devices before jax starts"
   return sharding.make_mesh(8)
+
+
+@pytest.fixture(scope="session")
+def cifar10(tmp_path_factory):
+  """A tiny directory in the `cifar-10-batches-py` format (64 images), made once."""
+  from cifar_files import write_cifar_dir
+  return write_cifar_dir(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py", 64)
