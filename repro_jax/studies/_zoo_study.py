@@ -31,8 +31,9 @@ _CPU_TRAIN = dict(
     train=dict(batch_size=64, num_steps=5000, log_every=500, checkpoint_every=2500,
                ema_decay=0.999, step_loop="scan", keep_checkpoints=1))
 _ZOO_CHANGES = {
-    "cpu": {},
+    "cpu": dict(seeds=(0, 1, 2)),
     "cpu_full": dict(widths=(128, 256, 512), sizes=(16, 32, 64, 128, 256, 512, 1024, 1797),
+                     seeds=(0, 1, 2),
                      train=dict(train=dict(num_steps=10_000, checkpoint_every=1000))),
     "smoke": dict(widths=(16, 32), sizes=(8, 32),
                   train=dict(model=dict(depth=1, emb_dim=16), optim=dict(warmup_steps=2),
@@ -50,7 +51,7 @@ def zoo_settings(variant: str = "cpu") -> model_zoo.ZooSettings:
         data=dict(name="cifar10", path="", num_train=-1),
         diffusion=dict(parameterization="eps", schedule="vp"),
         train=dict(num_steps=200_000, step_loop="auto")))
-    return model_zoo.ZooSettings(model="unet", widths=(64, 128, 256),
+    return model_zoo.ZooSettings(model="unet", widths=(64, 128, 256), seeds=(0, 1, 2),
                                  sizes=tuple(2**k for k in range(6, 16)), train=train)
   base = model_zoo.ZooSettings(train=settings_lib.override(training.variant("cpu"), _CPU_TRAIN))
   return settings_lib.override(base, _ZOO_CHANGES[variant], where="zoo")
@@ -63,7 +64,7 @@ class ZooStudySettings:
   zoo: model_zoo.ZooSettings = dataclasses.field(default_factory=lambda: zoo_settings("cpu"))
   # The fixed noises every model starts from (saved with the results when small).
   noise_seed: int = 1
-  num_noises: int = 256
+  num_noises: int = 1024
   sigma_min: float = 0.002
   sigma_max: float = 80.0
   chunk: int = 256                  # noises per sampler call (all models of a width)
@@ -82,7 +83,7 @@ def shared_changes(variant: str) -> dict:
   changes = dict(zoo=zoo)
   if zoo.model == "unet":
     changes["chunk"] = 64
-  changes.update({"cpu": {}, "cpu_full": dict(num_noises=1024),
+  changes.update({"cpu": {}, "cpu_full": {},
                   "smoke": dict(num_noises=16, chunk=16, calib_pairs=200),
                   "paper": dict(num_noises=10_000, calib_shift=2)}[variant])
   return changes
