@@ -93,6 +93,18 @@ def test_pair_and_training_scores_brute_force(x64):
       assert ps["mae"][m, n] == pytest.approx((mae < 15).mean())
   for k in ("rp_cal", "rp_paper", "mae", "sim_mean"):
     np.testing.assert_allclose(ps[k], ps[k].T, atol=1e-12)
+  # The per-noise values behind the scores.
+  pv = rpr.pair_values(stack, sims)
+  assert pv["sim_cal"] is pv["sim_paper"]                     # one descriptor, one array
+  for m in range(3):
+    for n in range(3):
+      np.testing.assert_allclose(pv["sim_cal"][m, n], np.diag(np_ncc(stack[m], stack[n])),
+                                 atol=1e-5)
+      np.testing.assert_allclose(
+          pv["mae"][m, n], np.abs(127.5 * (stack[m] - stack[n])).reshape(16, -1).mean(1),
+          atol=1e-3)
+  np.testing.assert_allclose((pv["sim_cal"] > 0.9).mean(-1), ps["rp_cal"])
+  np.testing.assert_allclose((pv["mae"] < 15).mean(-1), ps["mae"])
   np.testing.assert_allclose(np.diag(ps["rp_cal"]), 1.0)
   sc = rpr.training_scores(a, train, sims, chunk=7)
   s = np_ncc(a, train)
@@ -102,6 +114,9 @@ def test_pair_and_training_scores_brute_force(x64):
   assert sc["l_generalize"] == pytest.approx(d[:, 0].mean())
   assert sc["nn_ratio_median"] == pytest.approx(np.median(d[:, 0] / d[:, 1]))
   assert rpr.training_scores(copies, train, sims)["gl_cal"] == 0.0
+  ms = rpr.max_similarities(a, train, sims, chunk=7)
+  np.testing.assert_allclose(ms["cal"], s.max(1), atol=1e-6)
+  assert rpr.training_scores(a, train, sims, chunk=7, max_sims=ms) == sc
 
 
 def test_regime_bands_and_off_diagonal():

@@ -8,6 +8,8 @@ The pieces the reproducibility experiments share (docs/theory.md §4–§5):
   threshold calibrated on real images;
 - `pair_scores`: RP (at each threshold), mean similarity and MAE score between
   every pair of K generators fed the same noises, `[K, K]` each;
+  `pair_values`: the per-noise similarities and MAEs they average, `[K, K, B]`
+  (for `bootstrap` intervals and `score_curves`);
 - `training_scores`: GL, L_generalize and the nearest-neighbour ratio of one
   generator against its training set;
 - `regime`: memorization / transition / generalization from the measured GL
@@ -114,13 +116,51 @@ def pair_scores(samples, sims: dict, mae_threshold: float = 15.0) -> dict:
   return out
 
 
-def training_scores(samples, train, sims: dict, *, chunk: int = 4096) -> dict:
+def pair_values(samples, sims: dict) -> dict:
+  """Per-noise similarity and MAE between every pair of K generators.
+
+  Args:
+    samples: `[K, B, ...]` in `[−1, 1]`; row b of every generator from noise b.
+    sims: `{label: Similarity}`; labels sharing a descriptor share one array.
+
+  Returns:
+    `{"sim_<label>": [K, K, B], "mae": [K, K, B]}` (float32 NumPy; MAE on
+    `[0, 255]`).  `mean(sim_<label> > threshold, -1)` is `pair_scores`' RP.
+  """
+  samples = jnp.asarray(samples, jnp.float32)
+  out, by_descriptor = {}, {}
+  for label, sim in sims.items():
+    if sim.descriptor not in by_descriptor:
+      feats = jax.vmap(sim.features)(samples)                        # [K, B, F]
+      by_descriptor[sim.descriptor] = np.asarray(jnp.einsum("mbf,nbf->mnb", feats, feats))
+    out[f"sim_{label}"] = by_descriptor[sim.descriptor]
+  px = metrics.to_pixels(samples).reshape(samples.shape[:2] + (-1,))   # [K, B, P]
+  # One generator against all at a time: `[K, B, P]` in memory, not `[K, K, B, P]`.
+  out["mae"] = np.asarray(jax.lax.map(lambda a: jnp.mean(jnp.abs(a[None] - px), -1), px))
+  return out
+
+
+def max_similarities(samples, train, sims: dict, *, chunk: int = 4096) -> dict:
+  """`{label: [B]}`: each sample's largest similarity to a training image
+  (labels sharing a descriptor share one search)."""
+  out, by_descriptor = {}, {}
+  for label, sim in sims.items():
+    if sim.descriptor not in by_descriptor:
+      by_descriptor[sim.descriptor] = np.asarray(
+          metrics.max_similarity(samples, train, sim, chunk=chunk).value)
+    out[label] = by_descriptor[sim.descriptor]
+  return out
+
+
+def training_scores(samples, train, sims: dict, *, chunk: int = 4096,
+                    max_sims: dict | None = None) -> dict:
   """How much a generator copies its training set.
 
   Args:
     samples: `[B, ...]`.
     train: the generator's training images `[N, ...]`.
     sims: `{label: Similarity}`.
+    max_sims: `max_similarities(samples, train, sims)` if already computed.
 
   Returns:
     `gl_<label>` (GL score per similarity), `max_sim_median` (median over
@@ -129,11 +169,13 @@ def training_scores(samples, train, sims: dict, *, chunk: int = 4096) -> dict:
     `nn_ratio_median` (median nearest / second-nearest distance; 0 = copies).
   """
   out = {}
+  if max_sims is None:
+    max_sims = max_similarities(samples, train, sims, chunk=chunk)
   for i, (label, sim) in enumerate(sims.items()):
-    ms = metrics.max_similarity(samples, train, sim, chunk=chunk)
-    out[f"gl_{label}"] = float(1.0 - np.mean(np.asarray(ms.value) > sim.threshold))
+    value = np.asarray(max_sims[label])
+    out[f"gl_{label}"] = float(1.0 - np.mean(value > np.asarray(sim.threshold, value.dtype)))
     if i == 0:
-      out["max_sim_median"] = float(np.median(np.asarray(ms.value)))
+      out["max_sim_median"] = float(np.median(value))
   out["l_generalize"] = float(metrics.l_generalize(samples, train, chunk=chunk))
   if len(train) >= 2:
     out["nn_ratio_median"] = float(np.median(np.asarray(
