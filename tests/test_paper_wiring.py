@@ -54,6 +54,10 @@ TINY = {
     "reproducibility_across_samplers": dict(
         zoo=_TINY_ZOO, samplers=(("DDIM", "ddim", 3), ("Heun", "heun", 2)),
         **_TINY_ZOO_STUDY),
+    "reproducibility_across_models": dict(
+        zoo=_TINY_ZOO, members=(("U-Net", "unet", 8, "eps", "vp"), ("DiT", "dit", 8, "edm", "vp")),
+        matrix_sizes=(4, 8), matrix_seeds=(0, 1), halves_sizes=(4,), halves_seeds=(0,),
+        samplers=(("Heun", "heun", 2),), bootstrap_resamples=20, **_TINY_ZOO_STUDY),
 }
 
 
@@ -72,7 +76,7 @@ def test_paper_without_cifar10_stops_before_any_work(tmp_path):
 
 # The two zoo studies share their trained models, so they run in this file
 # (one test worker); the others run in test_paper_wiring_others.py.
-ZOO_STUDIES = tuple(name for name in STUDIES if "zoo" in TINY[name])
+ZOO_STUDIES = ("reproducibility_regimes", "reproducibility_across_samplers")
 
 
 @pytest.mark.parametrize("name", ZOO_STUDIES)
@@ -82,7 +86,7 @@ def test_tiny_paper_run(name, cifar10, tmp_path_factory):
 
 def tiny_paper_run(name, cifar10, tmp_path_factory):
   """Run study `name`'s paper settings made tiny; check the files and the wiring."""
-  zoo_dir = tmp_path_factory.getbasetemp() / "paper_zoo"     # shared by both zoo studies
+  zoo_dir = tmp_path_factory.getbasetemp() / "paper_zoo"     # shared by the zoo studies
   changes = dict(TINY[name])
   if "zoo" in changes:
     changes["zoo"] = dict(changes["zoo"], dir=str(zoo_dir))

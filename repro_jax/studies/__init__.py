@@ -23,4 +23,5 @@ STUDIES: tuple[str, ...] = (
     "optimization_view",
     "reproducibility_regimes",
     "reproducibility_across_samplers",
+    "reproducibility_across_models",
 )

@@ -44,6 +44,7 @@ from repro_jax.networks.training.settings import WIDTH_FIELD
 from repro_jax.studies import common
 from repro_jax.studies import molrg_networks
 from repro_jax.studies import pca_equivalence
+from repro_jax.studies import reproducibility_across_models
 from repro_jax.studies import runner
 
 MEASURE_STEPS = 5               # steps timed per workload (0: time nothing)
@@ -343,6 +344,12 @@ def _zoo_jobs(s) -> list[NetworkJob]:
   return jobs
 
 
+def _models_jobs(s) -> list[NetworkJob]:
+  shape = data_shape(s.zoo.train.data)
+  return [_network(cfg, shape, num, what)
+          for what, cfg, num in reproducibility_across_models.training_jobs(s)]
+
+
 def _molrg_jobs(s) -> list[NetworkJob]:
   cells = len(s.ranks) * len(s.ns) * int(s.num_seeds)
   jobs = [_network(molrg_networks.train_settings(s.mlp), (int(s.dim),), cells,
@@ -396,6 +403,7 @@ JOBS = {
     "molrg_networks": _molrg_jobs,
     "reproducibility_regimes": _zoo_jobs,
     "reproducibility_across_samplers": _zoo_jobs,
+    "reproducibility_across_models": _models_jobs,
 }
 
 
