@@ -75,6 +75,9 @@ class ZooStudySettings:
   calib_shift: int = 0              # circular shift of the copy (0 at 8×8)
   paper_threshold: float = 0.6      # the paper's SSCD threshold, for reference
   mae_threshold: float = 15.0       # MAE score threshold on [0, 255]
+  # Bootstrap intervals over the noises and the seeds (`analysis.bootstrap`).
+  bootstrap_resamples: int = 1000
+  ci_level: float = 0.95
 
 
 def shared_changes(variant: str) -> dict:

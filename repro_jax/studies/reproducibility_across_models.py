@@ -77,9 +77,6 @@ class Settings(_zoo_study.ZooStudySettings):
   halves_member: int = 0
   halves_sizes: tuple[int, ...] = (16, 128, 898)
   halves_seeds: tuple[int, ...] = (0, 1, 2)
-  # Statistics.
-  bootstrap_resamples: int = 1000
-  ci_level: float = 0.95
   # Criteria (declared before measuring).
   min_rp_pairs: float = 0.6      # paper App. A: every pair of models above 0.6
   halves_max_rp_memorization: float = 0.1   # halves at the smallest N: different images
