@@ -44,7 +44,8 @@ def test_sigma_range_is_shared_by_every_member():
   lo, hi = ram.sigma_range(s)
   assert s.sigma_min < lo < hi <= s.sigma_max          # a VP member raises σ_min
   only_edm = settings_lib.override(s, {"members": (("e", "mlp", 8, "edm", "vp"),
-                                                   ("f", "dit", 8, "edm", "vp"))})
+                                                   ("f", "dit", 8, "edm", "vp")),
+                                       "convergence_members": (0, 1)})
   assert ram.sigma_range(only_edm) == (s.sigma_min, s.sigma_max)
 
 
@@ -94,6 +95,7 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_writes_every_file_and_consistent_matrices(smoke_run):
   out, cfg, m = smoke_run
   for f in ("matrix.png", "matrix_mae.png", "halves.png", "halves.csv", "matrix.npz",
+            "convergence.png", "convergence.csv", "onset.csv",
             "metrics.json", "report.md", "noises.npy", "config.json"):
     assert (out / f).stat().st_size > 0, f
   e = len(cfg.members) * len(cfg.samplers)
@@ -108,7 +110,10 @@ def test_smoke_run_writes_every_file_and_consistent_matrices(smoke_run):
   assert [r["N"] for r in rows] == list(cfg.halves_sizes)
   for r in rows:
     assert r["rp_halves_lo"] <= r["rp_halves"] <= r["rp_halves_hi"]
-  assert len(m["verdicts"]) == len(cfg.matrix_sizes) + 1
+  assert len(m["verdicts"]) == len(cfg.matrix_sizes) + 3
+  conv = m["convergence"]
+  assert [r["step"] for r in conv["rows"]] == list(cfg.convergence_steps)
+  assert len(conv["onset"]) == len(cfg.onset_sizes) * len(cfg.matrix_seeds)
   assert {v["verdict"] for v in m["verdicts"]} <= set(verdicts_lib.VERDICTS)
   assert "**Verdicts.**" in (out / "report.md").read_text()
 
@@ -116,7 +121,7 @@ def test_smoke_run_writes_every_file_and_consistent_matrices(smoke_run):
 def test_smoke_render_needs_only_metrics_and_arrays(smoke_run):
   out, _, _ = smoke_run
   before = (out / "report.md").read_text()
-  for f in ("matrix.png", "matrix_mae.png", "halves.png", "report.md"):
+  for f in ("matrix.png", "matrix_mae.png", "halves.png", "convergence.png", "report.md"):
     (out / f).unlink()
   module = runner.study_module("reproducibility_across_models")
   s = settings_lib.parse(module.Settings, json.loads((out / "config.json").read_text()))
@@ -131,7 +136,11 @@ def _summary(worst_rp, h0, h1, n_sizes=2):
                                    mae=0.5),
                         rp_offdiag_mean=0.8, rp_seeds_min=0.9, fraction_pairs_above=0.5)
            for n in range(n_sizes)}
-  return dict(summary=dict(per_N=per_n, halves_smallest=h0, halves_largest=h1))
+  converged = dict(step=8000, curves={}, weakest="rp_seeds a", weakest_rp=0.95,
+                   weakest_ci=[0.9, 0.97], largest_change=0.01)
+  exponent = dict(a=1.1, a_lo=0.8, a_hi=1.4, b=0.0, num_sizes=3)
+  return dict(summary=dict(per_N=per_n, halves_smallest=h0, halves_largest=h1,
+                           converged=converged, onset_exponent=exponent, onsets_found=9))
 
 
 def test_verdicts_follow_their_criteria():
@@ -141,8 +150,79 @@ def test_verdicts_follow_their_criteria():
   high = dict(N=898, rp_halves=0.8, rp_halves_lo=0.75, rp_halves_hi=0.85, rp_same=0.9,
               rp_same_lo=0.85, rp_same_hi=0.95)
   vs = ram.verdicts(cfg, _summary(0.65, low, high))
-  assert [v.verdict for v in vs] == ["reproduced"] * 3
+  assert [v.verdict for v in vs] == ["reproduced"] * 5
   vs = ram.verdicts(cfg, _summary(0.55, low, dict(high, rp_halves=0.6, rp_halves_lo=0.5)))
-  assert [v.verdict for v in vs] == ["not reproduced", "not reproduced", "partly"]
+  assert [v.verdict for v in vs][:3] == ["not reproduced", "not reproduced", "partly"]
   vs = ram.verdicts(cfg, _summary(0.7, dict(low, rp_halves_hi=0.8), high))
   assert vs[2].verdict == "not reproduced"
+  # Convergence: below the bar but flat is "partly"; still moving is "not reproduced".
+  m = _summary(0.7, low, high)
+  c = m["summary"]["converged"]
+  m["summary"]["converged"] = dict(c, weakest_rp=0.85, weakest_ci=[0.8, 0.9])
+  assert ram.verdicts(cfg, m)[3].verdict == "partly"
+  m["summary"]["converged"] = dict(c, weakest_ci=[0.75, 0.97])       # CI reaches below 0.8
+  assert ram.verdicts(cfg, m)[3].verdict == "partly"
+  m["summary"]["converged"] = dict(c, weakest_rp=0.85, largest_change=0.2)
+  assert ram.verdicts(cfg, m)[3].verdict == "not reproduced"
+  # Onset ∝ N^a: linear only if the CI holds 1; fewer than 3 N cannot say.
+  m = _summary(0.7, low, high)
+  m["summary"]["onset_exponent"] = dict(a=2.0, a_lo=1.6, a_hi=2.5, b=0.0, num_sizes=3)
+  assert ram.verdicts(cfg, m)[4].verdict == "not reproduced"
+  m["summary"]["onset_exponent"] = dict(a=1.0, a_lo=0.5, a_hi=1.5, b=0.0, num_sizes=2)
+  assert ram.verdicts(cfg, m)[4].verdict == "not tested"
+
+
+def test_stages_are_the_single_run_at_those_steps(tmp_path):
+  """Training stopped and resumed at each stage gives the models of one
+  uninterrupted run at those steps; a rerun trains nothing."""
+  from repro_jax import data as data_lib
+  from repro_jax.networks import model_zoo
+  s = ram.settings("smoke")
+  zoo = settings_lib.override(s.zoo, {"train": {"train": {"log_every": 4,
+                                                          "checkpoint_every": 4}}})
+  ds = data_lib.load_dataset(zoo.train.data)
+  subsets = model_zoo.nested_subsets(len(ds), (8, 16), 0)
+  cfg = model_zoo.train_config(zoo, 16)
+  kw = dict(sizes=(8, 16), seeds=(0,), subsets=subsets, data_shape=ds.data_shape)
+  staged = model_zoo.ensure_stages(cfg, tmp_path / "a", "m", stages=(3, 10), **kw)
+  assert [g.name for g in staged] == ["m@3", "m@10"]
+  for step, g in zip((3, 10), staged):
+    one = model_zoo.ensure_group(settings_lib.override(cfg, {"train": {"num_steps": step}}),
+                                 tmp_path / f"one{step}", "m", **kw)
+    np.testing.assert_allclose(np.asarray(g.params), np.asarray(one.params), rtol=1e-6,
+                               atol=1e-7)
+  again = model_zoo.ensure_stages(cfg, tmp_path / "a", "m", stages=(3, 10), **kw)
+  np.testing.assert_array_equal(np.asarray(again[1].params), np.asarray(staged[1].params))
+
+
+def test_onset_steps_interpolates_in_log_steps():
+  from repro_jax.studies import _convergence
+  steps = [100, 200, 400, 800]
+  assert _convergence.onset_steps(steps, [1.0, 0.8, 0.2, 0.0], 0.5) == pytest.approx(
+      np.exp(np.log(200) + 0.5 * np.log(2)))
+  assert np.isnan(_convergence.onset_steps(steps, [1.0, 0.9, 0.8, 0.7], 0.5))   # never
+  assert np.isnan(_convergence.onset_steps(steps, [0.4, 0.2, 0.1, 0.0], 0.5))   # not bracketed
+
+
+@pytest.mark.parametrize("a", [1.0, 2.0])
+def test_fit_exponent_recovers_a_power_law(a):
+  from repro_jax.studies import _convergence
+  rng = np.random.default_rng(0)
+  sizes = np.repeat([8, 16, 32, 64], 3)
+  onsets = 10.0 * sizes ** a * np.exp(0.05 * rng.normal(size=sizes.size))
+  onsets[-1] = np.nan                                   # one model without an onset
+  e = _convergence.fit_exponent(sizes, onsets, level=0.95)
+  assert e["a"] == pytest.approx(a, abs=0.05) and e["a_lo"] < a < e["a_hi"]
+  assert e["a_hi"] - e["a_lo"] < 0.3 and e["num_sizes"] == 4
+  assert np.isnan(_convergence.fit_exponent([8, 8], [1.0, 2.0], level=0.9)["a"])
+
+
+def test_fit_exponent_interval_covers_at_its_level():
+  """Monte Carlo: the interval holds the true exponent in about 95 % of draws."""
+  from repro_jax.studies import _convergence
+  rng = np.random.default_rng(1)
+  sizes = np.repeat([8, 16, 32, 64], 3)
+  hits = [(lambda e: e["a_lo"] <= 1.0 <= e["a_hi"])(_convergence.fit_exponent(
+      sizes, 10.0 * sizes * np.exp(0.2 * rng.normal(size=sizes.size)), level=0.95))
+      for _ in range(400)]
+  assert 0.92 <= np.mean(hits) <= 0.98

@@ -57,7 +57,8 @@ TINY = {
     "reproducibility_across_models": dict(
         zoo=_TINY_ZOO, members=(("U-Net", "unet", 8, "eps", "vp"), ("DiT", "dit", 8, "edm", "vp")),
         matrix_sizes=(4, 8), matrix_seeds=(0, 1), halves_sizes=(4,), halves_seeds=(0,),
-        samplers=(("Heun", "heun", 2),), bootstrap_resamples=20, **_TINY_ZOO_STUDY),
+        samplers=(("Heun", "heun", 2),), bootstrap_resamples=20, convergence_members=(0, 1),
+        convergence_size=4, convergence_steps=(1, 2), onset_sizes=(4,), **_TINY_ZOO_STUDY),
 }
 
 

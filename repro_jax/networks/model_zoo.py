@@ -150,6 +150,11 @@ def group_hash(cfg, sizes, seeds, subsets: dict) -> str:
   return h.hexdigest()[:10]
 
 
+def _init_seeds(m_sizes, m_seeds) -> list[int]:
+  """Distinct init keys across sizes too: the size folded into the seed."""
+  return [int(sd) * 1_000_003 + int(n) for n, sd in zip(m_sizes, m_seeds)]
+
+
 def ensure_group(cfg, zoo_dir, name: str, *, sizes: Sequence[int], seeds: Sequence[int],
                  subsets: dict, data_shape: Sequence[int]) -> Group:
   """Train the group (or finish / restore it from its checkpoints).
@@ -165,8 +170,7 @@ def ensure_group(cfg, zoo_dir, name: str, *, sizes: Sequence[int], seeds: Sequen
   sizes, seeds = [int(n) for n in sizes], [int(s) for s in seeds]
   workdir = pathlib.Path(zoo_dir) / f"{name}-{group_hash(cfg, sizes, seeds, subsets)}"
   m_sizes, m_seeds = model_grid(sizes, seeds)
-  # Distinct init keys across sizes too: fold the size into the seed.
-  init_seeds = [int(sd) * 1_000_003 + int(n) for n, sd in zip(m_sizes, m_seeds)]
+  init_seeds = _init_seeds(m_sizes, m_seeds)
   info_path = workdir / INFO_FILE
   t0 = time.time()
   states, history = training.train_many(
@@ -188,6 +192,57 @@ def ensure_group(cfg, zoo_dir, name: str, *, sizes: Sequence[int], seeds: Sequen
   params = jnp.asarray(states.ema)
   return Group(name, trainer, params, m_sizes, m_seeds, str(workdir), info,
                training.stacked_denoiser(trainer, params))
+
+
+def ensure_stages(cfg, zoo_dir, name: str, *, stages: Sequence[int], sizes: Sequence[int],
+                  seeds: Sequence[int], subsets: dict, data_shape: Sequence[int]
+                  ) -> list[Group]:
+  """One group observed along its training: a `Group` per step count of `stages`.
+
+  The models are trained once, to `max(stages)`, in one directory (hashed with
+  `cfg` at that step count); the run stops at each stage, keeps the EMA
+  parameters of that step in `stage_<step>.npy` (atomically) and resumes, so
+  each stage's models are exactly the single run's models at that step (the
+  learning rate is constant after warm-up and each step's batch and noise
+  depend only on the step).  A rerun reads the kept stages; a run cut short
+  resumes from its last checkpoint.
+
+  Args:
+    cfg: training settings of the group (`train_config`); its `num_steps` is
+      replaced by each stage.
+    stages: step counts, e.g. `(250, 500, …, 8000)`.
+    Others: as in `ensure_group`.
+
+  Returns:
+    One `Group` per stage in ascending order, named `"<name>@<step>"`.
+  """
+  stages = sorted({int(s) for s in stages})
+  if not stages or stages[0] < 1:
+    raise ValueError(f"stages must be positive step counts; got {stages}.")
+  sizes, seeds = [int(n) for n in sizes], [int(s) for s in seeds]
+  final = settings_lib.override(cfg, {"train": {"num_steps": stages[-1]}}, where="zoo.train")
+  workdir = pathlib.Path(zoo_dir) / f"{name}-{group_hash(final, sizes, seeds, subsets)}"
+  m_sizes, m_seeds = model_grid(sizes, seeds)
+  trainer = training.make_trainer(final, tuple(data_shape))
+  groups = []
+  for step in stages:
+    path = workdir / f"stage_{step}.npy"
+    if not path.exists():
+      t0 = time.time()
+      states, _ = training.train_many(
+          settings_lib.override(final, {"train": {"num_steps": step}}, where="zoo.train"),
+          str(workdir), seeds=_init_seeds(m_sizes, m_seeds),
+          subsets=[subsets[int(n)] for n in m_sizes], allow_config_change=True)
+      reached = int(np.asarray(states.step).reshape(-1)[0])
+      if reached != step:
+        raise ValueError(f"{workdir} is trained past step {step} ({reached}) but its "
+                         f"{path.name} is missing; remove the directory to retrain it.")
+      io.save_npy(path, np.asarray(states.ema))
+      logging.info("zoo: %s at step %d (%.0fs)", name, step, time.time() - t0)
+    params = jnp.asarray(np.load(path))
+    groups.append(Group(f"{name}@{step}", trainer, params, m_sizes, m_seeds, str(workdir),
+                        dict(num_steps=step), training.stacked_denoiser(trainer, params)))
+  return groups
 
 
 # Sampling ------------------------------------------------------------------------

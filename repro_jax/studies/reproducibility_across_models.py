@@ -49,6 +49,7 @@ from repro_jax.diffusion import schedules
 from repro_jax.networks import model_zoo
 from repro_jax.networks.models import PARAMETERIZATIONS
 from repro_jax.networks.training.settings import WIDTH_FIELD
+from repro_jax.studies import _convergence
 from repro_jax.studies import _zoo_figures as plots
 from repro_jax.studies import _zoo_study
 from repro_jax.studies import verdicts as verdicts_lib
@@ -77,10 +78,24 @@ class Settings(_zoo_study.ZooStudySettings):
   halves_member: int = 0
   halves_sizes: tuple[int, ...] = (16, 128, 898)
   halves_seeds: tuple[int, ...] = (0, 1, 2)
+  # Convergence (memorization regime): members[i] for i in convergence_members at
+  # N = convergence_size, the first of them also at every onset_sizes N, each
+  # observed at every step count of convergence_steps (one run, `ensure_stages`).
+  convergence_members: tuple[int, ...] = (0, 3)
+  convergence_size: int = 16
+  convergence_steps: tuple[int, ...] = (250, 500, 1000, 2000, 4000, 8000)
+  onset_sizes: tuple[int, ...] = (8, 16, 32, 64)
+  onset_gl: float = 0.5              # a model memorizes once its GL falls to this
   # Criteria (declared before measuring).
   min_rp_pairs: float = 0.6      # paper App. A: every pair of models above 0.6
   halves_max_rp_memorization: float = 0.1   # halves at the smallest N: different images
   halves_min_ratio: float = 0.8  # at the largest N: RP(halves) ≥ ratio × RP(same half)
+  # Converged memorization (paper: RP → 1): at the last stage, RP between seeds,
+  # across members and to ε* ≥ min_rp_converged with CI lower bounds above
+  # min_rp_converged_lo; a plateau if the last two stages differ by < plateau_tol.
+  min_rp_converged: float = 0.9
+  min_rp_converged_lo: float = 0.8
+  plateau_tol: float = 0.05
 
   def __post_init__(self):
     if not self.members or not self.samplers:
@@ -98,6 +113,10 @@ class Settings(_zoo_study.ZooStudySettings):
     if not 0 <= self.halves_member < len(self.members):
       raise ValueError(f"halves_member must index members (0..{len(self.members) - 1}); "
                        f"got {self.halves_member}.")
+    if (not self.convergence_members or not self.convergence_steps
+        or any(not 0 <= i < len(self.members) for i in self.convergence_members)):
+      raise ValueError("convergence_members must index members and convergence_steps be "
+                       "non-empty.")
     if not 0 < self.ci_level < 1 or self.bootstrap_resamples < 10:
       raise ValueError("ci_level must lie in (0, 1) and bootstrap_resamples be >= 10.")
 
@@ -107,16 +126,21 @@ _SMOKE_MEMBERS = (("MLP EDM", "mlp", 16, "edm", "vp"), ("MLP VP-eps", "mlp", 16,
 _VARIANT_CHANGES = {
     "cpu": {},
     "cpu_full": dict(members=Settings().members + (("U-Net EDM", "unet", 16, "edm", "vp"),),
-                     matrix_sizes=(16, 64, 1797), halves_sizes=(16, 64, 256, 512, 898)),
+                     matrix_sizes=(16, 64, 1797), halves_sizes=(16, 64, 256, 512, 898),
+                     convergence_steps=(250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
+                     onset_sizes=(8, 16, 32, 64, 128)),
     "smoke": dict(members=_SMOKE_MEMBERS, matrix_sizes=(8, 32), halves_sizes=(8, 32),
                   halves_seeds=(0,), samplers=(("Heun", "heun", 4), ("DDIM", "ddim", 6)),
-                  bootstrap_resamples=50),
+                  bootstrap_resamples=50, convergence_members=(0, 2), convergence_size=8,
+                  convergence_steps=(5, 10, 20), onset_sizes=(8, 16)),
     # The paper's CIFAR-10 models: U-Nets and a DiT, ε-prediction on VP, EDM and v.
     "paper": dict(members=(("U-Net VP-eps", "unet", 128, "eps", "vp"),
                            ("U-Net EDM", "unet", 128, "edm", "vp"),
                            ("U-Net VP-v", "unet", 128, "v", "vp"),
                            ("DiT VP-eps", "dit", 256, "eps", "vp")),
-                  matrix_sizes=(64, 32768), halves_sizes=(64, 256, 1024, 4096, 16384, 25000)),
+                  matrix_sizes=(64, 32768), halves_sizes=(64, 256, 1024, 4096, 16384, 25000),
+                  convergence_size=64, onset_sizes=(64, 128, 256, 512, 1024),
+                  convergence_steps=(2500, 5000, 10_000, 20_000, 40_000, 80_000, 160_000)),
 }
 
 
@@ -263,7 +287,7 @@ def measure(config: Settings, ctx) -> dict:
   ds = data_lib.load_dataset(config.zoo.train.data)
   check(config, len(ds))
   members = config.members
-  progress = ctx.progress(2 + 2 * len(members) + 2)
+  progress = ctx.progress(2 + 2 * len(members) + 3)
   t0 = time.time()
   key = jax.random.key(config.seed)
   ds, sims, cal, noise, _ = _zoo_study.setup(config, ctx.workdir, jax.random.fold_in(key, 0))
@@ -316,10 +340,21 @@ def measure(config: Settings, ctx) -> dict:
   half_rows = halves_scores(half_groups, hx, (sub_a, sub_b), ds, sim, config,
                             jax.random.fold_in(key, 1))
   progress.step("halves")
+  # 3. Convergence in the memorization regime, memorization onset against N.
+  _, ref_name, ref_steps = config.samplers[0]
+  sig = rpr.sigma_grid(ref_steps, *sigma_range(config))
+  wrap = rpr.clipped if config.clip_x0 else (lambda d: d)
+  conv = _convergence.measure(
+      config, ds, sim, lambda den: _zoo_study.sample(wrap(den), noise, sig, sampler=ref_name,
+                                                     chunk=int(config.chunk)),
+      member_config, jax.random.fold_in(key, 2))
+  io.save_csv(ctx.workdir / "convergence.csv", conv["rows"])
+  io.save_csv(ctx.workdir / "onset.csv", conv["onset"])
+  progress.step("convergence")
   io.save_npz(ctx.workdir / "matrix.npz", sizes=np.asarray(config.matrix_sizes),
               **{f"{k}_N{n}": v for n, mat in matrices.items() for k, v in mat.items()})
   io.save_csv(ctx.workdir / "halves.csv", half_rows)
-  summary = summarize(matrices, entries, half_rows, config)
+  summary = summarize(matrices, entries, half_rows, conv, config)
   return dict(threshold=cal.threshold, calibration_accuracy=cal.accuracy,
               entries=[list(e) for e in entries], num_noises=int(config.num_noises),
               sigma_range=list(sigma_range(config)),
@@ -327,7 +362,7 @@ def measure(config: Settings, ctx) -> dict:
                       for g in list(groups.values()) + half_groups},
               matrix={str(n): {k: np.round(v, 4).tolist() for k, v in mat.items()}
                       for n, mat in matrices.items()},
-              half_rows=half_rows, summary=summary, train_seconds=t_train,
+              half_rows=half_rows, convergence=conv, summary=summary, train_seconds=t_train,
               seconds=time.time() - t0)
 
 
@@ -380,8 +415,9 @@ def _worst_pair(mat: dict, entries) -> dict:
               mae=float(mat["mae"][i][j]))
 
 
-def summarize(matrices: dict, entries, half_rows, config: Settings) -> dict:
-  """Worst pair and diagonal per N; the halves at the smallest and largest N."""
+def summarize(matrices: dict, entries, half_rows, conv, config: Settings) -> dict:
+  """Worst pair and diagonal per N; the halves at the smallest and largest N; the
+  convergence curves' last stage (lowest RP and its interval) and plateau."""
   per_n = {}
   for n, mat in matrices.items():
     rp = np.asarray(mat["rp"], np.float64)
@@ -392,11 +428,22 @@ def summarize(matrices: dict, entries, half_rows, config: Settings) -> dict:
         fraction_pairs_above=float(np.mean(rp[~np.eye(len(rp), dtype=bool)]
                                            >= config.min_rp_pairs)))
   h0, h1 = half_rows[0], half_rows[-1]
-  return dict(per_N=per_n, halves_smallest=h0, halves_largest=h1)
+  last, prev = conv["rows"][-1], conv["rows"][max(len(conv["rows"]) - 2, 0)]
+  curves = [k for k in last if k.startswith("rp_") and not k.endswith((" lo", " hi"))]
+  weakest = min(curves, key=lambda k: last[k])
+  converged = dict(
+      step=last["step"], curves={k: [last[k], last[f"{k} lo"], last[f"{k} hi"]] for k in curves},
+      weakest=weakest, weakest_rp=last[weakest],
+      weakest_ci=[last[f"{weakest} lo"], last[f"{weakest} hi"]],
+      largest_change=max(abs(last[k] - prev[k]) for k in curves))
+  return dict(per_N=per_n, halves_smallest=h0, halves_largest=h1, converged=converged,
+              onset_exponent=conv["exponent"],
+              onsets_found=int(sum(np.isfinite(float(o["onset"])) for o in conv["onset"])))
 
 
 _SOURCE_MATRIX = "reproducibility paper §2, Fig. 3, App. A (Table 1); docs/theory.md §4.1"
 _SOURCE_HALVES = "Kadkhodaie et al., ICLR 2024; docs/theory.md §6"
+_SOURCE_ONSET = "Bonnaire et al., NeurIPS 2025; docs/theory.md §6"
 
 
 def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
@@ -438,6 +485,36 @@ def verdicts(config: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
                     rp_same_large=h1["rp_same"],
                     rp_same_large_ci=[h1["rp_same_lo"], h1["rp_same_hi"]]),
       source=_SOURCE_HALVES))
+  c = s["converged"]
+  plateau = c["largest_change"] < config.plateau_tol
+  out.append(verdicts_lib.judge(
+      c["weakest_rp"] >= config.min_rp_converged and c["weakest_ci"][0] > config.min_rp_converged_lo,
+      partly=plateau,
+      claim="Trained long enough, memorizing models reproduce each other, across "
+            "architectures, and the empirical denoiser's generations (RP → 1).",
+      criterion=f"at N = {config.convergence_size} after {c['step']} steps every RP (between "
+                f"seeds, across members, to ε*) ≥ {config.min_rp_converged:g} with its CI lower "
+                f"bound > {config.min_rp_converged_lo:g} (partly: the curves have reached a "
+                f"plateau below it, last change < {config.plateau_tol:g})",
+      measured=dict(step=c["step"], weakest=c["weakest"], weakest_rp=c["weakest_rp"],
+                    weakest_ci=c["weakest_ci"], largest_last_change=c["largest_change"],
+                    curves=c["curves"]),
+      source="reproducibility paper §3.2 (Theorem 1); docs/theory.md §4.3"))
+  e = s["onset_exponent"]
+  onset_claim = "The training time at which a model starts to memorize grows linearly with N."
+  onset_criterion = (f"onset (steps to GL ≤ {config.onset_gl:g}) ∝ N^a fitted over the models "
+                     f"with an onset at ≥ 3 N; the {config.ci_level:.0%} CI of a contains 1")
+  if e["num_sizes"] < 3:
+    out.append(verdicts_lib.Verdict(
+        claim=onset_claim, verdict="not tested", criterion=onset_criterion,
+        measured=dict(sizes_with_onset=e["num_sizes"], onsets_found=s["onsets_found"]),
+        source=_SOURCE_ONSET))
+  else:
+    out.append(verdicts_lib.judge(
+        e["a_lo"] <= 1.0 <= e["a_hi"], claim=onset_claim, criterion=onset_criterion,
+        measured=dict(a=e["a"], a_ci=[e["a_lo"], e["a_hi"]], sizes_with_onset=e["num_sizes"],
+                      onsets_found=s["onsets_found"]),
+        source=_SOURCE_ONSET))
   return out
 
 
@@ -457,6 +534,7 @@ def render(config: Settings, metrics: dict, workdir) -> None:
         f"(diagonal: between seeds; {config.ci_level:.0%} bootstrap CI)",
         label="RP" if kind == "rp" else "MAE score", cut=config.min_rp_pairs)
   _halves_figure(workdir / "halves.png", metrics["half_rows"], config)
+  _convergence.figure(workdir / "convergence.png", metrics["convergence"], config)
   io.write_text(workdir / "report.md", _report(metrics, mats, config))
 
 
@@ -507,6 +585,14 @@ def _halves_figure(path, rows, config: Settings) -> None:
                f"{config.ci_level:.0%} CI)")
   ax.legend(fontsize=7)
   io.save_figure(fig, path)
+
+
+def _onset_text(e: dict, config: Settings) -> str:
+  e = _numeric(e)
+  if e["num_sizes"] < 2:
+    return "too few N with an onset to fit its growth."
+  return (f"fitted onset ∝ N^{e['a']:.2f} ({config.ci_level:.0%} CI [{e['a_lo']:.2f}, "
+          f"{e['a_hi']:.2f}]) over {e['num_sizes']} N.")
 
 
 def _numeric(row: dict) -> dict:
@@ -588,6 +674,21 @@ when every group was restored); total {metrics['seconds']:.0f} s.
 {h1['rp_halves']:.2f} [{h1['rp_halves_lo']:.2f}, {h1['rp_halves_hi']:.2f}] at N = {h1['N']},
 against {h1['rp_same']:.2f} between seeds of one half.
 
+**Convergence in the memorization regime** (N = {config.convergence_size},
+{', '.join(metrics['convergence']['members'])}, sampled with {config.samplers[0][0]}
+after each of {tuple(int(x) for x in config.convergence_steps)} steps of one run):
+after {s['converged']['step']} steps the weakest curve is {s['converged']['weakest']} at
+{s['converged']['weakest_rp']:.2f} [{s['converged']['weakest_ci'][0]:.2f},
+{s['converged']['weakest_ci'][1]:.2f}]; the largest change over the last doubling of
+the steps is {s['converged']['largest_change']:.3f}.  Memorization onset (steps
+until GL ≤ {config.onset_gl:g}) of {metrics['convergence']['members'][0]} at N ∈
+{tuple(metrics['convergence']['onset_sizes'])}: {s['onsets_found']} of
+{len(metrics['convergence']['onset'])} models reach it within the run;
+{_onset_text(s['onset_exponent'], config)}
+
+![convergence](convergence.png)
+
+{io.markdown_table([_numeric(r) for r in metrics['convergence']['rows']], fmt="{:.2f}")}
 **Differences from the paper.** The paper's models are published CIFAR-10
 networks compared with SSCD at 0.6; here they are small networks on 8×8
 digits trained on the CPU with one step budget, compared with a calibrated
