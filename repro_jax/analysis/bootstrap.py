@@ -85,13 +85,11 @@ class Estimate(NamedTuple):
 
   @property
   def ci(self) -> list:
-    """`[lo, hi]` (JSON-able)."""
-    return [_py(self.lo), _py(self.hi)]
-
-
-def _py(x):
-  x = np.asarray(x, np.float64)
-  return float(x) if x.ndim == 0 else x.tolist()
+    """`[lo, hi]` (JSON-able); for a batch, `[..., 2]` nested lists."""
+    lo, hi = np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)
+    if lo.ndim == 0:
+      return [float(lo), float(hi)]
+    return np.stack([lo, hi], -1).tolist()
 
 
 def _counts(idx, n: int) -> jax.Array:
