@@ -25,6 +25,10 @@ the bootstrap is conditioned on drawing two distinct models.  A model statistic
 (`model_mean`).  Intervals are percentile intervals at `level` over the kept
 replicates (`interval`); `Estimate.kept` is the fraction kept.
 
+Seeds and noises are crossed (every seed sees every noise), so resampling both is
+Owen's (2007) pigeonhole bootstrap: mildly conservative, never blind to either
+source (tests/test_bootstrap.py checks the coverage).
+
 Between two sets of models (rows = models of architecture A, columns = models of
 architecture B; values `[I, J, B]`), the rows and the columns are resampled
 within their own strata and the noises jointly (`pair_estimate(...,
