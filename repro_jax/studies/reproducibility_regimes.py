@@ -63,7 +63,8 @@ VARIANTS = _zoo_study.ZOO_VARIANTS
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings(_zoo_study.ZooStudySettings):
-  """The zoo, the sampler, the regime bands, the figures and the verdict criteria."""
+  """The zoo, the sampler, the regime bands, the figures, the statistics and the verdict
+  criteria."""
   # Deterministic sampler: Heun on the EDM ρ-grid (2·steps − 1 evaluations).
   sampler: str = "heun"
   steps: int = 18
