@@ -1,5 +1,6 @@
 """The reproducibility experiments: helpers against brute force, studies at smoke size."""
 
+import csv
 import json
 import pathlib
 
@@ -201,7 +202,8 @@ def test_regimes_smoke(smoke_runs):
   base, cfg, m, _, groups, _ = smoke_runs
   out = base / "regimes"
   for f in ("calibration.png", "regimes.png", "rp_theory.png", "samples.png",
-            "noise_plane.png", "regimes.csv", "metrics.json", "report.md", "noises.npy",
+            "noise_plane.png", "threshold_band.png", "similarity_distributions.png",
+            "regimes.csv", "metrics.json", "report.md", "noises.npy",
             "subsets.npz", "config.json", "figures.npz"):
     assert (out / f).stat().st_size > 0, f
   assert len(groups) == len(cfg.zoo.widths)
@@ -226,8 +228,73 @@ def test_regimes_smoke(smoke_runs):
   assert "![regimes](regimes.png)" in text and "**Verdicts**" in text
   assert len(m["noise_plane"]["anchors"]) == 3
   assert [v["claim"] for v in m["verdicts"]] == [v["claim"] for v in saved["verdicts"]]
-  assert len(m["verdicts"]) == 6
+  assert len(m["verdicts"]) == 7
   assert {v["verdict"] for v in saved["verdicts"]} <= set(verdicts_lib.VERDICTS)
+  # Every verdict but the dip's (two N cannot dip) is tested and carries intervals.
+  assert [v["verdict"] == "not tested" for v in saved["verdicts"]] == [False] * 5 + [True, False]
+  for v in saved["verdicts"][:5]:
+    assert any(k.endswith("_ci") for k in v["measured"]), v["claim"]
+
+
+def _inside(value, ci, tol=1e-9):
+  return ci[0] - tol <= value <= ci[1] + tol
+
+
+def test_regimes_intervals_and_curves_are_consistent(smoke_runs):
+  base, cfg, _, _, _, _ = smoke_runs
+  from repro_jax.studies import reproducibility_regimes as rr
+  out = base / "regimes"
+  m = json.loads((out / "metrics.json").read_text())
+  arrays = np.load(out / "figures.npz")
+  rows = list(csv.DictReader((out / "regimes.csv").open()))
+  assert len(rows) == len(cfg.zoo.sizes) * len(cfg.zoo.widths) * len(cfg.zoo.seeds)
+  for row in rows:                     # per model: value, lo, hi of every score
+    for k in rr.SCORES:
+      v, lo, hi = (float(row[k + x]) for x in ("", "_lo", "_hi"))
+      assert 0.0 <= lo <= v <= hi <= 1.0, (k, row)
+  t = np.asarray(arrays["curve_thresholds"])
+  i_cal = int(np.flatnonzero(np.isclose(t, m["threshold"], atol=1e-6))[0])
+  k = len(cfg.zoo.widths) * len(cfg.zoo.seeds) + 1
+  for j, s in enumerate(m["per_size"]):
+    for key in ("rp_seed", "rp_cross", "rp_cross_paper", "mae_cross", "gl", "rp_theory"):
+      assert _inside(s[key], s[key + "_ci"]), (s["N"], key)
+    assert _inside(s["theory"]["gl_cal"], s["theory"]["gl_cal_ci"])
+    for v in s["widths"].values():
+      for key in rr.SCORES:
+        assert _inside(v[key], v[key + "_ci"]), (s["N"], key)
+    # The mean over widths is the mean of the widths' scores.
+    assert s["rp_seed"] == pytest.approx(np.mean([v["rp_seed"] for v in s["widths"].values()]))
+    ci = np.asarray(s["rp_cal_ci"])
+    assert ci.shape == (k, k, 2)
+    assert np.all(ci[..., 0] <= np.asarray(s["rp_cal"]) + 1e-4)
+    assert np.all(np.asarray(s["rp_cal"]) <= ci[..., 1] + 1e-4)
+    # The threshold curves at the calibrated threshold are the reported scores.
+    assert arrays["curve_rp_seed"][j, i_cal] == pytest.approx(s["rp_seed"], abs=1e-9)
+    assert arrays["curve_rp_cross"][j, i_cal] == pytest.approx(s["rp_cross"], abs=1e-9)
+    assert arrays["curve_rp_theory"][j, i_cal] == pytest.approx(s["rp_theory"], abs=1e-9)
+    assert arrays["curve_gl"][j, i_cal] == pytest.approx(s["gl"], abs=1e-9)
+    assert np.all(np.diff(arrays["curve_rp_seed"][j]) <= 1e-12)     # RP falls with t
+    assert np.all(np.diff(arrays["curve_gl"][j]) >= -1e-12)         # GL rises with t
+    # The band: its thresholds, point values on the curves, intervals around them.
+    b = s["band"]
+    np.testing.assert_allclose(b["thresholds"], rr.band_thresholds(cfg))
+    for x, v, ci_b, g, gci in zip(b["thresholds"], b["rp_seed"], b["rp_seed_ci"], b["gl"],
+                                  b["gl_ci"]):
+      i = int(np.argmin(np.abs(t - x)))
+      assert arrays["curve_rp_seed"][j, i] == pytest.approx(v, abs=1e-6)
+      assert arrays["curve_gl"][j, i] == pytest.approx(g, abs=1e-6)
+      assert _inside(v, ci_b) and _inside(g, gci)
+    # Threshold-free: quantiles ordered, histograms hold every pair / sample.
+    for key in ("sim_seed_quantiles", "max_sim_quantiles"):
+      assert np.all(np.diff(s[key]) >= 0) and len(s[key]) == len(arrays["quantile_levels"])
+    pairs = len(cfg.zoo.widths) * len(cfg.zoo.seeds) * (len(cfg.zoo.seeds) - 1) // 2
+    assert arrays["hist_seed"][j].sum() == pairs * cfg.num_noises
+    assert arrays["hist_train"][j].sum() == (k - 1) * cfg.num_noises
+  text = (out / "report.md").read_text()
+  assert "![threshold band](threshold_band.png)" in text
+  assert "![similarity distributions](similarity_distributions.png)" in text
+  s0 = m["per_size"][0]
+  assert f"{s0['rp_seed']:.2f} [{s0['rp_seed_ci'][0]:.2f}, {s0['rp_seed_ci'][1]:.2f}]" in text
 
 
 def _rerender(name, study_dir, figures):
@@ -254,6 +321,7 @@ def test_regimes_render_needs_only_metrics_and_arrays(smoke_runs):
 
 def test_regimes_verdicts_follow_their_criteria(smoke_runs):
   base, cfg, _, _, _, _ = smoke_runs
+  from repro_jax.studies import _regimes_report as report
   from repro_jax.studies import reproducibility_regimes as rr
   m = json.loads((base / "regimes" / "metrics.json").read_text())
   s = m["summary"]
@@ -266,7 +334,36 @@ def test_regimes_verdicts_follow_their_criteria(smoke_runs):
   pr = s["plane"][0]
   strict = settings_lib.override(
       cfg, {"min_plane_margin": pr["agree_models"] - pr["chance_models"] + 0.01})
-  assert rr.verdicts(strict, m)[5].verdict == "not reproduced"
+  assert rr.verdicts(strict, m)[6].verdict == "not reproduced"
+  # Memorization and generalization RP: the point value and the interval's lower end.
+  for idx, n_key, v_key in ((0, "smallest", "memorization"), (4, "largest", "generalization")):
+    base_s = dict(s, memorization_at_smallest_N=True)
+    ok = dict(base_s, **{f"rp_seed_{n_key}_N": 0.95, f"rp_seed_{n_key}_N_ci": [0.85, 0.99]})
+    assert rr.verdicts(cfg, dict(m, summary=ok))[idx].verdict == "reproduced"
+    wide = dict(ok, **{f"rp_seed_{n_key}_N_ci": [0.75, 0.99]})      # lower end too low
+    j = report.judgements(cfg, dict(m, summary=wide))[idx]
+    assert rr.verdicts(cfg, dict(m, summary=wide))[idx].verdict == "not reproduced"
+    assert "0.75" in report.why_not(j) and "0.8" in report.why_not(j)
+    low = dict(ok, **{f"rp_seed_{n_key}_N": 0.85})                  # point value too low
+    assert rr.verdicts(cfg, dict(m, summary=low))[idx].verdict == "not reproduced"
+    assert "0.85" in report.why_not(report.judgements(cfg, dict(m, summary=low))[idx])
+  # The dip: the interval at the interior minimum wholly below both ends.
+  dip = dict(s, dip_N=64, rp_seed_dip=0.5, rp_seed_dip_ci=[0.45, 0.55],
+             rp_seed_smallest_N=0.9, rp_seed_smallest_N_ci=[0.85, 0.95],
+             rp_seed_largest_N=0.8, rp_seed_largest_N_ci=[0.7, 0.9], dip_band=[True, False])
+  assert rr.verdicts(cfg, dict(m, summary=dip))[5].verdict == "reproduced"
+  assert rr.verdicts(cfg, dict(m, summary=dip))[5].measured["band_fraction"] == 0.5
+  overlap = dict(dip, rp_seed_dip_ci=[0.45, 0.72])               # reaches the largest N's
+  assert rr.verdicts(cfg, dict(m, summary=overlap))[5].verdict == "not reproduced"
+  why = report.why_not(report.judgements(cfg, dict(m, summary=overlap))[5])
+  assert "0.72" in why and "0.70" in why and "N = 64" in why
+
+
+def test_regimes_dip_and_band_helpers():
+  from repro_jax.studies import _regimes_stats as stats
+  assert stats.dip([0.9, 0.5, 0.6, 0.8], [0.85, 0.4, 0.5, 0.75], [0.95, 0.6, 0.7, 0.85]) == (1, True)
+  assert stats.dip([0.9, 0.5, 0.8], [0.85, 0.4, 0.55], [0.95, 0.6, 0.85]) == (1, False)
+  assert stats.dip([0.9, 0.8], [0.8, 0.7], [1.0, 0.9]) == (None, None)
 
 
 def test_across_samplers_smoke_reuses_models(smoke_runs):

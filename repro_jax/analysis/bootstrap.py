@@ -25,6 +25,10 @@ the bootstrap is conditioned on drawing two distinct models.  A model statistic
 (`model_mean`).  Intervals are percentile intervals at `level` over the kept
 replicates (`interval`); `Estimate.kept` is the fraction kept.
 
+Seeds and noises are crossed (every seed sees every noise), so resampling both is
+Owen's (2007) pigeonhole bootstrap: mildly conservative, never blind to either
+source (tests/test_bootstrap.py checks the coverage).
+
 Between two sets of models (rows = models of architecture A, columns = models of
 architecture B; values `[I, J, B]`), the rows and the columns are resampled
 within their own strata and the noises jointly (`pair_estimate(...,
@@ -48,6 +52,7 @@ Draws come from an explicit `key`; the same key gives the same intervals.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Sequence
 
 import jax
@@ -85,18 +90,16 @@ class Estimate(NamedTuple):
 
   @property
   def ci(self) -> list:
-    """`[lo, hi]` (JSON-able)."""
-    return [_py(self.lo), _py(self.hi)]
+    """`[lo, hi]` (JSON-able); for a batch, `[..., 2]` nested lists."""
+    lo, hi = np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)
+    if lo.ndim == 0:
+      return [float(lo), float(hi)]
+    return np.stack([lo, hi], -1).tolist()
 
 
-def _py(x):
-  x = np.asarray(x, np.float64)
-  return float(x) if x.ndim == 0 else x.tolist()
-
-
+@functools.partial(jax.jit, static_argnums=1)
 def _counts(idx, n: int) -> jax.Array:
   """`[R, n]` float32: occurrences of each of `0..n-1` in each row of `idx [R, m]`."""
-  idx = jnp.asarray(idx)
   return jax.vmap(lambda row: jnp.bincount(row, length=n))(idx).astype(jnp.float32)
 
 
@@ -119,9 +122,15 @@ def model_indices(key, strata, num_resamples: int) -> jax.Array:
   order = np.argsort(strata, kind="stable")                 # members grouped by label
   labels, start, size = np.unique(strata[order], return_index=True, return_counts=True)
   pos = np.searchsorted(labels, strata)
-  u = jax.random.uniform(key, (int(num_resamples), strata.size))
-  pick = jnp.minimum(jnp.floor(u * size[pos]).astype(jnp.int32), size[pos] - 1)
-  return jnp.asarray(order)[start[pos] + pick]
+  return _pick(key, jnp.asarray(order), jnp.asarray(start[pos]), jnp.asarray(size[pos]),
+               int(num_resamples))
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _pick(key, order, start, size, num_resamples):
+  u = jax.random.uniform(key, (num_resamples, order.size))
+  pick = jnp.minimum(jnp.floor(u * size).astype(jnp.int32), size - 1)
+  return order[start + pick]
 
 
 def noise_indices(key, num_noises: int, num_resamples: int) -> jax.Array:
@@ -151,7 +160,12 @@ def noise_means(values, res: Resample) -> jax.Array:
   if values.shape[-1] != res.noise.shape[1]:
     raise ValueError(f"`values` has {values.shape[-1]} noises on its last axis; the "
                      f"resample has {res.noise.shape[1]}.")
-  return jnp.einsum("rb,...b->r...", res.noise, values) / values.shape[-1]
+  return _noise_means(res.noise, values)
+
+
+@jax.jit
+def _noise_means(noise, values):
+  return jnp.einsum("rb,...b->r...", noise, values) / values.shape[-1]
 
 
 def _ratio(num, den, batch_ndim: int):
@@ -177,6 +191,11 @@ def pair_mean(means, mask=None, rows=None, cols=None) -> jax.Array:
   mask = jnp.ones((i, j)) if mask is None else jnp.asarray(mask, jnp.float32)
   rows = jnp.ones((r, i)) if rows is None else rows
   cols = jnp.ones((r, j)) if cols is None else cols
+  return _pair_mean(means, mask, rows, cols)
+
+
+@jax.jit
+def _pair_mean(means, mask, rows, cols):
   w = mask[None] * rows[:, :, None] * cols[:, None, :]        # [R, I, J]
   num = jnp.einsum("rij,r...ij->r...", w, means)
   return _ratio(num, w.sum((1, 2)), means.ndim - 3)
@@ -189,6 +208,11 @@ def model_mean(means, select=None, counts=None) -> jax.Array:
   r, k = means.shape[0], means.shape[-1]
   select = jnp.ones((k,)) if select is None else jnp.asarray(select, jnp.float32)
   counts = jnp.ones((r, k)) if counts is None else counts
+  return _model_mean(means, select, counts)
+
+
+@jax.jit
+def _model_mean(means, select, counts):
   w = select[None] * counts                                    # [R, K]
   return _ratio(jnp.einsum("rk,r...k->r...", w, means), w.sum(1), means.ndim - 2)
 

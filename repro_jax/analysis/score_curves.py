@@ -14,6 +14,8 @@ Shapes: per-noise values `[..., B]` (pair matrices `[I, J, B]`, per-model
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,25 +23,28 @@ import numpy as np
 from repro_jax.analysis import bootstrap
 
 
-def _sorted_rows(values):
+@functools.partial(jax.jit, static_argnums=2)
+def _ranks(values, t, side: str):
+  """`[P, T]`: `searchsorted(sorted row, t, side)` for each row of `values [P, B]`."""
+  rows = jnp.sort(values, axis=-1)
+  return jax.vmap(lambda s: jnp.searchsorted(s, t, side=side))(rows)
+
+
+def _count(values, thresholds, side):
   v = jnp.asarray(values)
-  return jnp.sort(v.reshape(-1, v.shape[-1]), axis=-1), v.shape[:-1], v.dtype
+  t = jnp.asarray(np.asarray(thresholds), v.dtype)
+  n = _ranks(v.reshape(-1, v.shape[-1]), t, side)
+  return np.asarray(n, np.float64).reshape(v.shape[:-1] + t.shape) / v.shape[-1]
 
 
 def exceedance(values, thresholds) -> np.ndarray:
   """`[..., T]`: fraction of the B values above each threshold (strict)."""
-  rows, lead, dt = _sorted_rows(values)
-  t = jnp.asarray(np.asarray(thresholds), dt)
-  n = jax.vmap(lambda s: jnp.searchsorted(s, t, side="right"))(rows)
-  return np.asarray(1.0 - np.asarray(n, np.float64) / rows.shape[-1]).reshape(lead + t.shape)
+  return 1.0 - _count(values, thresholds, "right")
 
 
 def below(values, thresholds) -> np.ndarray:
   """`[..., T]`: fraction of the B values below each threshold (strict)."""
-  rows, lead, dt = _sorted_rows(values)
-  t = jnp.asarray(np.asarray(thresholds), dt)
-  n = jax.vmap(lambda s: jnp.searchsorted(s, t, side="left"))(rows)
-  return (np.asarray(n, np.float64) / rows.shape[-1]).reshape(lead + t.shape)
+  return _count(values, thresholds, "left")
 
 
 def _pairs(curves, mask):

@@ -95,8 +95,16 @@ def calibration(path, cal, paper_threshold: float, model_pairs: dict, descriptor
   io.save_figure(fig, path)
 
 
+def _yerr(values, cis):
+  """Asymmetric error bars `[2, S]` from point values and `[lo, hi]` intervals."""
+  v = np.asarray(values, np.float64)
+  ci = np.asarray([[np.nan, np.nan] if c is None else c for c in cis], np.float64)
+  return np.abs(np.stack([v - ci[:, 0], ci[:, 1] - v]))
+
+
 def regimes(path, per_size, names, config):
-  """Fig. 2: RP (same width, other seed; across widths), GL and MAE score vs N."""
+  """Fig. 2: RP (same width, other seed; across widths), GL and MAE score vs N, with
+  their bootstrap intervals (noises and seeds) as error bars."""
   plt = plotting.pyplot()
   sizes = [s["N"] for s in per_size]
   reg = [s["regime"] for s in per_size]
@@ -104,22 +112,29 @@ def regimes(path, per_size, names, config):
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for ax in axes:
     shade_regimes(ax, sizes, reg)
+  shift = 2.0 ** (0.06 * (np.arange(len(names)) - (len(names) - 1) / 2))   # bars apart
   for i, nm in enumerate(names):
     c = colors[i % len(colors)]
     w = [s["widths"][nm] for s in per_size]
-    axes[0].plot(sizes, [v["rp_seed"] for v in w], "o-", color=c, label=f"{nm}: other seed")
-    axes[0].plot(sizes, [v["rp_seed_paper"] for v in w], "o:", color=c, alpha=0.6, ms=3,
+    x = np.asarray(sizes) * shift[i]
+    axes[0].errorbar(x, [v["rp_seed"] for v in w],
+                     yerr=_yerr([v["rp_seed"] for v in w], [v["rp_seed_ci"] for v in w]),
+                     fmt="o-", color=c, capsize=3, label=f"{nm}: other seed")
+    axes[0].plot(x, [v["rp_seed_paper"] for v in w], "o:", color=c, alpha=0.6, ms=3,
                  label=f"{nm}: other seed, thr. {config.paper_threshold:g}")
-    axes[1].errorbar(sizes, [v["gl_cal"] for v in w],
-                     yerr=[[v["gl_cal"] - v["gl_min"] for v in w],
-                           [v["gl_max"] - v["gl_cal"] for v in w]],
+    axes[1].errorbar(x, [v["gl_cal"] for v in w],
+                     yerr=_yerr([v["gl_cal"] for v in w], [v["gl_cal_ci"] for v in w]),
                      fmt="o-", color=c, capsize=3, label=nm)
-    axes[2].plot(sizes, [v["mae_seed"] for v in w], "o-", color=c, label=f"{nm}: other seed")
+    axes[2].errorbar(x, [v["mae_seed"] for v in w],
+                     yerr=_yerr([v["mae_seed"] for v in w], [v["mae_seed_ci"] for v in w]),
+                     fmt="o-", color=c, capsize=3, label=f"{nm}: other seed")
   if len(names) > 1:
-    axes[0].plot(sizes, [s["rp_cross"] for s in per_size], "s--", color="k",
-                 label="across widths")
-    axes[2].plot(sizes, [s["mae_cross"] for s in per_size], "s--", color="k",
-                 label="across widths")
+    for ax, k in ((axes[0], "rp_cross"), (axes[2], "mae_cross")):
+      ax.errorbar(sizes, [s[k] for s in per_size],
+                  yerr=_yerr([s[k] for s in per_size], [s[f"{k}_ci"] for s in per_size]),
+                  fmt="s--", color="k", capsize=3, label="across widths")
+  fig.suptitle(f"bars: {config.ci_level:.0%} bootstrap intervals over noises and seeds",
+               fontsize=8, y=0.995)
   axes[0].set(title="reproducibility (RP score)", ylabel="RP")
   axes[1].set(title="generalizability (GL score)", ylabel="GL")
   axes[2].set(title=f"MAE score (MAE < {config.mae_threshold:g} on [0, 255])",
@@ -135,25 +150,89 @@ def regimes(path, per_size, names, config):
 
 
 def rp_theory(path, per_size, names, config):
-  """Fig. 6: RP between each model and the ε* generation from the same noise."""
+  """Fig. 6: RP between each model and the ε* generation from the same noise, with
+  bootstrap intervals."""
   plt = plotting.pyplot()
   sizes = [s["N"] for s in per_size]
   fig, ax = plt.subplots(figsize=(6.2, 3.9))
   shade_regimes(ax, sizes, [s["regime"] for s in per_size])
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  shift = 2.0 ** (0.06 * (np.arange(len(names)) - (len(names) - 1) / 2))
   for i, nm in enumerate(names):
     c = colors[i % len(colors)]
     w = [s["widths"][nm] for s in per_size]
-    ax.errorbar(sizes, [v["rp_theory"] for v in w],
-                yerr=[[v["rp_theory"] - v["rp_theory_min"] for v in w],
-                      [v["rp_theory_max"] - v["rp_theory"] for v in w]],
+    x = np.asarray(sizes) * shift[i]
+    ax.errorbar(x, [v["rp_theory"] for v in w],
+                yerr=_yerr([v["rp_theory"] for v in w], [v["rp_theory_ci"] for v in w]),
                 fmt="o-", color=c, capsize=3, label=f"{nm}")
-    ax.plot(sizes, [v["rp_theory_paper"] for v in w], "o:", color=c, alpha=0.6, ms=3,
+    ax.plot(x, [v["rp_theory_paper"] for v in w], "o:", color=c, alpha=0.6, ms=3,
             label=f"{nm}, thr. {config.paper_threshold:g}")
   _log2_axis(ax, sizes)
   ax.set(xlabel="training set size N", ylabel="RP(model, ε* generation)", ylim=(-0.03, 1.03),
-         title="trained model vs Theorem 1's ε* map (same noise)")
+         title=f"trained model vs Theorem 1's ε* map (bars: {config.ci_level:.0%} intervals)")
   ax.legend(handles=ax.get_legend_handles_labels()[0] + _regime_legend(ax), fontsize=7)
+  io.save_figure(fig, path)
+
+
+def _thresholds(ax, threshold, paper_threshold, band, transform=lambda t: t):
+  """The calibrated threshold (solid), the paper's (dashed) and the band (shaded)."""
+  ax.axvspan(transform(band[0]), transform(band[1]), color="0.85", lw=0, zorder=0,
+             label=f"band of the verdicts [{band[0]:g}, {band[1]:g}]")
+  ax.axvline(transform(threshold), color="k", lw=1.3, label=f"calibrated {threshold:.3f}")
+  ax.axvline(transform(paper_threshold), color="gray", ls="--", lw=1.2,
+             label=f"paper's (SSCD) {paper_threshold:g}")
+
+
+def threshold_band(path, thresholds, curves: dict, per_size, threshold: float,
+                   paper_threshold: float, band, level: float):
+  """RP between seeds and GL against the similarity threshold, one curve per N.
+
+  Args:
+    thresholds: `[T]`; curves: `{"rp_seed": [S, T], "gl": [S, T]}` point curves;
+    per_size: the study's per-N dicts (their `band` entries: intervals at the
+      band's thresholds, drawn as error bars).
+  """
+  plt = plotting.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
+  cmap = plt.get_cmap("viridis")
+  sizes = [s["N"] for s in per_size]
+  for ax, k, title in ((axes[0], "rp_seed", "RP between seeds (mean over widths)"),
+                       (axes[1], "gl", "GL (all models)")):
+    _thresholds(ax, threshold, paper_threshold, band)
+    for i, (n, size) in enumerate(zip(sizes, per_size)):
+      c = cmap(i / max(len(sizes) - 1, 1))
+      ax.plot(thresholds, curves[k][i], "-", color=c, lw=1.4, label=f"N = {n}")
+      b = size["band"]
+      if k in b:
+        ax.errorbar(b["thresholds"], b[k], yerr=_yerr(b[k], b[f"{k}_ci"]), fmt="none",
+                    ecolor=c, capsize=2, lw=0.9)
+    ax.set(xlabel="similarity threshold t", ylabel=k.split("_")[0].upper() + "(t)",
+           title=f"{title}; bars: {level:.0%} intervals", ylim=(-0.03, 1.03),
+           xlim=(thresholds[0], thresholds[-1]))
+  axes[0].legend(fontsize=7, loc="lower left")
+  io.save_figure(fig, path)
+
+
+def similarity_distributions(path, edges, hists: dict, sizes, threshold: float,
+                             paper_threshold: float, band):
+  """Per-N histograms of 1 − similarity: between the seeds of one width, and between
+  each sample and its most similar training image (log scale: copies sit near 0)."""
+  plt = plotting.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
+  cmap = plt.get_cmap("viridis")
+  mid = np.sqrt(edges[1:] * edges[:-1])
+  for ax, k, title, unit in (
+      (axes[0], "seed", "same noise, other seed (same width)", "pairs"),
+      (axes[1], "train", "sample vs its most similar training image", "samples")):
+    _thresholds(ax, threshold, paper_threshold, band, transform=lambda t: 1.0 - t)
+    for i, n in enumerate(sizes):
+      h = np.asarray(hists[k][i], np.float64)
+      if h.sum() > 0:
+        ax.step(mid, h / h.sum(), where="mid", color=cmap(i / max(len(sizes) - 1, 1)),
+                lw=1.3, label=f"N = {n}")
+    ax.set(xscale="log", xlabel="1 − similarity (log scale; left = more similar)",
+           ylabel=f"fraction of {unit}", title=title)
+  axes[0].legend(fontsize=7, loc="upper right")
   io.save_figure(fig, path)
 
 
