@@ -76,12 +76,11 @@ class Settings(_zoo_study.ZooStudySettings):
   grid_columns: int = 8             # Fig. 1: noises per row
   plane_grid: int = 40              # Fig. 4: points per axis
   plane_size_index: int = 1         # Fig. 4: zoo.sizes[i] of the memorizing row
-  # Statistics (repro_jax.analysis.bootstrap): percentile intervals over the
+  # Statistics (repro_jax.analysis.bootstrap; `bootstrap_resamples` and
+  # `ci_level` are shared by the zoo studies): percentile intervals over the
   # noises (resampled jointly for all models) and the seeds of each width
   # (resampled as clusters), from draws of `bootstrap_seed`.
   bootstrap_seed: int = 0
-  bootstrap_resamples: int = 1000
-  ci_level: float = 0.95
   # The thresholds of the calibrated similarity the RP verdicts are also checked
   # over (`band_points` of them, each with its interval), and the grid of the
   # threshold curves (threshold_band.png).
