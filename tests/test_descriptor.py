@@ -148,13 +148,13 @@ def _held_out_calibration(d, images, shift):
 
 def test_separates_copies_on_held_out_digits(trained, digits):
   held = digits[1]
-  # Measured (SMALL settings, seed 0): 0.9995 without shift, 0.974 with 1-px shifts;
+  # Measured (SMALL settings, seed 0): 0.999 without shift, 0.967 with 1-px shifts;
   # the pixel NCC reaches 1.0 and 0.56; the untrained network ~1.0 and 0.56.
   cal = _held_out_calibration(trained, held, 0)
   assert cal.accuracy >= 0.98
   assert np.median(cal.perturbed) > cal.threshold > np.median(cal.distinct)
   shifted = _held_out_calibration(trained, held, 1)
-  assert shifted.accuracy >= 0.95
+  assert shifted.accuracy >= 0.94
   ncc = metrics.calibrate(jax.random.key(7), held, "ncc", max_shift=1)
   assert ncc.accuracy < 0.7                # what a pixel similarity cannot do
   sim, cal2 = rpr.calibrated_similarity(jax.random.key(7), held, "learned", fn=trained,
@@ -180,8 +180,8 @@ def test_copy_is_closer_than_the_nearest_other_image(trained, digits):
   ncc_copies = metrics.ncc_descriptor(metrics.perturb(jax.random.key(2), train, noise=0.1,
                                                       max_shift=1))
   ncc_wins = np.mean(np.sum(ncc * ncc_copies, 1) > np.sum(ncc * ncc[nearest], 1))
-  # Measured (SMALL): 1.0 for noisy copies, 0.62 for noisy 1-px-shifted copies (0.94
-  # at the default settings), where the pixel NCC manages 0.12.
+  # Measured (SMALL): 1.0 for noisy copies, 0.63 for noisy 1-px-shifted copies,
+  # where the pixel NCC manages 0.12.
   assert wins[0] >= 0.98
   assert wins[1] > 0.5 and ncc_wins < 0.3
 

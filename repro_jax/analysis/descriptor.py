@@ -184,7 +184,8 @@ def _embed(graphdef, params, x, chunk: int):
   """`_apply` over `x [B, H, W, C]` in blocks of `chunk` images (bounded memory)."""
   if x.shape[0] <= chunk:
     return _apply(graphdef, params, x)
-  return lax.map(lambda img: _apply(graphdef, params, img[None])[0], x, batch_size=chunk)
+  blocks = x.reshape((-1, chunk) + x.shape[1:])
+  return lax.map(lambda xb: _apply(graphdef, params, xb), blocks).reshape(x.shape[0], -1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -207,8 +208,12 @@ class LearnedDescriptor:
                        f"(expected [..., {', '.join(map(str, self.data_shape))}]).")
     graphdef, _ = _graph(self.data_shape, self.settings.width, self.settings.dim)
     lead = x.shape[:-3]
-    f = _embed(graphdef, self.params, x.reshape((math.prod(lead),) + self.data_shape),
-               self.chunk)
+    n = math.prod(lead)
+    x = x.reshape((n,) + self.data_shape)
+    # Padded to a power of two (a multiple of `chunk` above it): few shapes to compile.
+    size = 1 << max(n - 1, 0).bit_length() if n <= self.chunk else -(-n // self.chunk) * self.chunk
+    x = jnp.pad(x, ((0, size - n),) + ((0, 0),) * 3)
+    f = _embed(graphdef, self.params, x, self.chunk)[:n]
     return f.reshape(lead + f.shape[-1:])
 
 
@@ -287,10 +292,10 @@ def _train_chunk(graphdef, s: DescriptorSettings, length: int, carry, images, ke
   batch = min(s.batch, n)
 
   def loss_fn(params, k):
-    kb, k1, k2 = jax.random.split(k, 3)
+    kb, ka = jax.random.split(k)
     x = images[jax.random.choice(kb, n, (batch,), replace=False)]
-    f1 = _apply(graphdef, params, augment(k1, x, s))
-    f2 = _apply(graphdef, params, augment(k2, x, s))
+    # Both views in one batch [2B, ...]: one network in the program, not two.
+    f1, f2 = jnp.split(_apply(graphdef, params, augment(ka, jnp.concatenate([x, x]), s)), 2)
     loss = info_nce(f1, f2, s.temperature)
     if s.entropy_weight > 0:
       loss = loss + s.entropy_weight * 0.5 * (koleo(f1) + koleo(f2))
