@@ -115,6 +115,17 @@ def test_training_is_deterministic_and_chunking_free(digits):
   np.testing.assert_allclose(halves.losses, a.losses, rtol=1e-6)
 
 
+def test_trains_on_cifar_shaped_images():
+  """32×32×3 images: 2-px shifts, four stride-2 levels."""
+  x = np.random.default_rng(2).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+  s = settings_lib.override(TINY, {"max_shift": 2, "steps": 2})
+  r = desc_lib.train(jax.random.key(0), x, s)
+  assert r.losses.shape == (2,) and np.all(np.isfinite(r.losses))
+  f = np.asarray(desc_lib.LearnedDescriptor((32, 32, 3), s, r.params)(x[:3]))
+  assert f.shape == (3, s.dim)
+  np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5)
+
+
 def test_cache_restores_without_training(digits, tmp_path, monkeypatch):
   x = digits[0][:64]
   first = desc_lib.load_or_train(x, TINY, cache_dir=tmp_path)

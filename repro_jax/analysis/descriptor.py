@@ -140,7 +140,7 @@ class CircularConv(nnx.Module):
 
 class EmbeddingNet(nnx.Module):
   """3×3 convolutions halving the resolution until it is at most 2×2, then a
-  linear head: `[B, H, W, C] -> [B, dim]` (not normalized; `embed` normalizes)."""
+  linear head: `[B, H, W, C] -> [B, dim]` (not normalized; `LearnedDescriptor` normalizes)."""
 
   def __init__(self, data_shape, width: int, dim: int, *, rngs: nnx.Rngs):
     h, w, c = data_shape
