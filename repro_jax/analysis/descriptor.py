@@ -7,7 +7,7 @@ here, so this module trains a small descriptor in the same spirit on the
 training images (docs/theory.md §5.8):
 
 - `EmbeddingNet`: a few circular-padded convolutions (stride 2 down to a 2×2
-  map) and a linear head, `[B, H, W, C] -> [B, dim]`, rows L2-normalized;
+  map) and a linear head, `[B, H, W, C] -> [B, dim]`;
 - training (`train`): two augmented views of every image of a batch (pixel
   noise and circular shifts as `metrics.perturb` makes copies, brightness and
   contrast jitter, small crops), an InfoNCE loss in which the other view is
@@ -16,9 +16,10 @@ training images (docs/theory.md §5.8):
   `lax.scan` over chunks of steps, deterministic given the key;
 - a cache (`load_or_train`): parameters saved atomically under
   `cache_dir/<hash of settings and data>/` and restored instead of retrained;
-- `LearnedDescriptor`: the trained network as a `metrics.Descriptor`, so
-  `metrics.get_similarity("learned", threshold, descriptor=...)` and
-  `reproducibility.calibrated_similarity(..., "learned", descriptor=...)`
+- `LearnedDescriptor`: the trained network as a `metrics.Descriptor` (rows
+  L2-normalized, any leading batch dimensions), so
+  `metrics.get_similarity("learned", threshold, fn=...)` and
+  `reproducibility.calibrated_similarity(key, images, "learned", fn=...)`
   use it wherever the pixel NCC is used; `learned_similarity` does both steps
   (train or restore, then calibrate the threshold exactly as for NCC).
 
@@ -119,7 +120,7 @@ def check_images(images, settings: DescriptorSettings, name: str = "images") -> 
 # The network -------------------------------------------------------------------
 
 def circular_patches(x):
-  """The 3×3 neighbourhood of every pixel with circular padding, `[B, H, W, C] -> [B, H, W, 9C]`."""
+  """3×3 neighbourhoods with circular padding, `[B, H, W, C] -> [B, H, W, 9C]`."""
   return jnp.concatenate([jnp.roll(x, (di, dj), axis=(1, 2))
                           for di in (1, 0, -1) for dj in (1, 0, -1)], axis=-1)
 
@@ -211,7 +212,10 @@ class LearnedDescriptor:
     n = math.prod(lead)
     x = x.reshape((n,) + self.data_shape)
     # Padded to a power of two (a multiple of `chunk` above it): few shapes to compile.
-    size = 1 << max(n - 1, 0).bit_length() if n <= self.chunk else -(-n // self.chunk) * self.chunk
+    if n <= self.chunk:
+      size = 1 << max(n - 1, 0).bit_length()
+    else:
+      size = -(-n // self.chunk) * self.chunk
     x = jnp.pad(x, ((0, size - n),) + ((0, 0),) * 3)
     f = _embed(graphdef, self.params, x, self.chunk)[:n]
     return f.reshape(lead + f.shape[-1:])
