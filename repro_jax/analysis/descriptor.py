@@ -51,6 +51,7 @@ from repro_jax import validation
 from repro_jax.analysis import metrics
 
 NAME = "learned"
+CACHE_DIR = "workdirs/descriptors"   # where the studies keep trained descriptors
 PARAMS_FILE = "params.npz"
 META_KEY = "__meta__"
 
