@@ -8,7 +8,10 @@ weights cannot be downloaded here, so the default descriptor is the pixel
 normalized cross-correlation (`"ncc"`), whose threshold is calibrated on real
 data by `calibrate` (similarities of distinct training images vs an image and
 a slightly perturbed copy of itself).  Any user descriptor plugs in through
-`Similarity(name, fn, threshold)`.
+`Similarity(name, fn, threshold)`, or by name with its function given as `fn`
+(`get_similarity(name, threshold, fn=...)`, `calibrate(..., fn=...)`); the
+descriptor trained on the data (`"learned"`, `repro_jax.analysis.descriptor`)
+is used that way.
 
 All reductions over a training set are chunked (`O(B · chunk)` memory) and the
 pairwise metrics over M models are vmapped (`rp_matrix`).  The searches of B
@@ -116,13 +119,36 @@ class Similarity:
     return _normalize(self.descriptor(jnp.asarray(x)))
 
 
-def get_similarity(name: str, threshold: float) -> Similarity:
-  """A registered descriptor with a threshold (typically from `calibrate`)."""
+# Descriptors trained on the data: a name, but the function comes from training
+# (`repro_jax.analysis.descriptor.load_or_train`) and is passed as `fn`.
+TRAINED_DESCRIPTORS = ("learned",)
+
+
+def _descriptor(name: str, fn: Descriptor | None) -> Descriptor:
+  """The function of similarity `name`: `fn` if given, else the registered one."""
+  if fn is not None:
+    if not callable(fn):
+      raise ValueError(f"`fn` must be a descriptor function [B, ...] -> [B, F]; got {fn!r}.")
+    return fn
+  if name in TRAINED_DESCRIPTORS:
+    raise ValueError(f"the {name!r} similarity is trained on the data: pass its descriptor as "
+                     f"`fn=` (repro_jax.analysis.descriptor.load_or_train(images, ...)).")
   if name not in DESCRIPTORS:
-    raise validation.unknown_name("similarity", name, DESCRIPTORS)
+    raise validation.unknown_name("similarity", name, (*DESCRIPTORS, *TRAINED_DESCRIPTORS))
+  return DESCRIPTORS[name]
+
+
+def get_similarity(name: str, threshold: float, *, fn: Descriptor | None = None) -> Similarity:
+  """A descriptor with a threshold (typically from `calibrate`).
+
+  `name` is a registered descriptor (`DESCRIPTORS`), or any label when the
+  function is given as `fn` (required for `TRAINED_DESCRIPTORS`, e.g.
+  `"learned"` with `descriptor.load_or_train(...)`).
+  """
+  desc = _descriptor(name, fn)
   if not -1.0 <= threshold <= 1.0:
     raise ValueError(f"`threshold` must lie in [-1, 1] for a cosine similarity; got {threshold}.")
-  return Similarity(name, DESCRIPTORS[name], float(threshold))
+  return Similarity(name, desc, float(threshold))
 
 
 def _pair(x1, x2, batch_dims: int = 1, letters: str = "B"):
@@ -355,23 +381,22 @@ def perturb(key, x, *, noise: float = 0.1, max_shift: int = 0):
 
 
 def calibrate(key, images, descriptor: str = "ncc", *, num_pairs: int = 2000,
-              noise: float = 0.1, max_shift: int = 0) -> Calibration:
+              noise: float = 0.1, max_shift: int = 0,
+              fn: Descriptor | None = None) -> Calibration:
   """Choose the threshold that best separates copies from distinct images.
 
   Distinct pairs: random pairs of different training images.  Copies: an image
   and `perturb(image)`.  The threshold maximizes the balanced accuracy (the
   midpoint of the optimal interval).  A copy counts when its similarity is
-  strictly above the threshold, as in `rp_score`.
+  strictly above the threshold, as in `rp_score`.  `descriptor` names the
+  similarity; `fn` supplies its function (as in `get_similarity`).
   """
   images = _prep(images, "images")
   validation.check_int(num_pairs, "num_pairs", minimum=1)
   n = images.shape[0]
   if n < 2:
     raise ValueError("calibration needs at least 2 images.")
-  fn = DESCRIPTORS[descriptor] if descriptor in DESCRIPTORS else None
-  if fn is None:
-    raise validation.unknown_name("similarity", descriptor, DESCRIPTORS)
-  sim = Similarity(descriptor, fn, 0.0)
+  sim = Similarity(descriptor, _descriptor(descriptor, fn), 0.0)
   k1, k2, k3 = jax.random.split(key, 3)
   i = jax.random.randint(k1, (num_pairs,), 0, n)
   j = (i + jax.random.randint(k2, (num_pairs,), 1, n)) % n          # j ≠ i

@@ -57,11 +57,15 @@ def fixed_noises(seed: int, num: int, data_shape: Sequence[int], path=None) -> n
 
 
 def calibrated_similarity(key, images, name: str = "ncc", *, num_pairs: int = 2000,
-                          noise: float = 0.1, max_shift: int = 0):
-  """`(Similarity, Calibration)`: descriptor `name` with its calibrated threshold."""
+                          noise: float = 0.1, max_shift: int = 0, fn=None):
+  """`(Similarity, Calibration)`: descriptor `name` with its calibrated threshold.
+
+  `fn`: the descriptor function when it is not registered under `name`, e.g.
+  `name="learned"`, `fn=descriptor.load_or_train(images, settings, cache_dir=...)`.
+  """
   cal = metrics.calibrate(key, images, name, num_pairs=num_pairs, noise=noise,
-                          max_shift=max_shift)
-  return metrics.get_similarity(name, cal.threshold), cal
+                          max_shift=max_shift, fn=fn)
+  return metrics.get_similarity(name, cal.threshold, fn=fn), cal
 
 
 def sigma_grid(steps: int, sigma_min: float, sigma_max: float) -> np.ndarray:
