@@ -23,7 +23,8 @@ _TINY_ZOO = dict(
     train=dict(model=dict(width=8, ch_mult=(1, 2), num_res_blocks=1, norm_groups=4,
                           emb_dim=8),
                optim=dict(warmup_steps=1), train=dict(batch_size=4, **_TINY_TRAIN)))
-_TINY_ZOO_STUDY = dict(num_noises=4, chunk=4, calib_pairs=8)
+_TINY_ZOO_STUDY = dict(num_noises=4, chunk=4, calib_pairs=8,
+                       descriptor=dict(width=4, dim=8, steps=2, batch=8, warmup=0, chunk=2))
 
 # The paper settings with every size and step count made tiny.
 TINY = {

@@ -182,6 +182,11 @@ def test_theory_generations_are_copies():
 
 # The studies at smoke size -------------------------------------------------------
 
+def _groups(zoo_dir):
+  """The trained groups in a zoo directory (not the learned descriptors' cache)."""
+  return sorted(p.name for p in zoo_dir.iterdir() if p.is_dir() and p.name != "descriptors")
+
+
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
   from repro_jax.studies import reproducibility_across_samplers as ras
@@ -190,11 +195,11 @@ def smoke_runs(tmp_path_factory):
   zoo_dir = {"zoo": {"dir": str(base / "zoo")}}
   cfg = settings_lib.override(runner.study_settings("reproducibility_regimes", "smoke"), zoo_dir)
   m1 = runner.run_study("reproducibility_regimes", cfg, base / "regimes")
-  groups_after_first = sorted(p.name for p in (base / "zoo").iterdir() if p.is_dir())
+  groups_after_first = _groups(base / "zoo")
   cfg2 = settings_lib.override(
       runner.study_settings("reproducibility_across_samplers", "smoke"), zoo_dir)
   m2 = runner.run_study("reproducibility_across_samplers", cfg2, base / "samplers")
-  groups_after_second = sorted(p.name for p in (base / "zoo").iterdir() if p.is_dir())
+  groups_after_second = _groups(base / "zoo")
   return base, cfg, m1, m2, groups_after_first, groups_after_second
 
 
@@ -202,6 +207,7 @@ def test_regimes_smoke(smoke_runs):
   base, cfg, m, _, groups, _ = smoke_runs
   out = base / "regimes"
   for f in ("calibration.png", "regimes.png", "rp_theory.png", "samples.png",
+            "threshold_band_learned.png",
             "noise_plane.png", "threshold_band.png", "similarity_distributions.png",
             "regimes.csv", "metrics.json", "report.md", "noises.npy",
             "subsets.npz", "config.json", "figures.npz"):

@@ -50,6 +50,25 @@ def judgements(config, metrics: dict) -> list[dict]:
             (ci[0] > min_lo, f"the lower end of its {lvl} interval at N = {n}, "
                              f"{_fmt(ci[0])}, is not above {min_lo:g}")]
 
+  ls = s.get("learned")
+
+  def learned_rp_checks(n, end, min_rp, min_lo):
+    """The same RP criterion under the learned descriptor (none without it)."""
+    if not ls:
+      return []
+    v, ci = ls[f"rp_seed_{end}_N"], ls[f"rp_seed_{end}_N_ci"]
+    return [(v >= min_rp and ci[0] > min_lo,
+             f"with the learned descriptor RP between seeds at N = {n} is {_ci(v, ci)} (needs "
+             f"≥ {min_rp:g}, lower end > {min_lo:g})")]
+
+  def _with_learned(judgement, end):
+    if ls:
+      judgement["criterion"] += "; the same with the learned descriptor (its own calibrated " \
+                                "threshold)"
+      judgement["measured"].update(
+          rp_seed_learned=ls[f"rp_seed_{end}_N"], rp_seed_learned_ci=ls[f"rp_seed_{end}_N_ci"],
+          gl_learned=ls[f"gl_{end}_N"], gl_learned_ci=ls[f"gl_{end}_N_ci"])
+
   regs = s["regimes_smallest_N"]
   out.append(dict(
       claim="Small N: a memorization regime (samples are training copies) with "
@@ -66,8 +85,11 @@ def judgements(config, metrics: dict) -> list[dict]:
                f"not every width is in the memorization regime at N = {n0} ("
                + ", ".join(f"{k}: {v}" for k, v in regs.items()) + ")")]
       + rp_checks(n0, s["rp_seed_smallest_N"], s["rp_seed_smallest_N_ci"],
-                  config.min_rp_memorization, config.min_rp_memorization_lo),
+                  config.min_rp_memorization, config.min_rp_memorization_lo)
+      + learned_rp_checks(n0, "smallest", config.min_rp_memorization,
+                          config.min_rp_memorization_lo),
       source=SOURCE_REGIMES))
+  _with_learned(out[-1], "smallest")
   small, large = s["rp_theory_smallest_N"], s["rp_theory_largest_N"]
   out.append(dict(
       claim="Theorem 1: memorizing models converge to ε*, so their generations match "
@@ -118,8 +140,11 @@ def judgements(config, metrics: dict) -> list[dict]:
                     rp_cross_largest_N_ci=s["rp_cross_largest_N_ci"],
                     **_band_measured(s["generalization_rp_band"])),
       checks=rp_checks(n1, s["rp_seed_largest_N"], s["rp_seed_largest_N_ci"],
-                       config.min_rp_generalization, config.min_rp_generalization_lo),
+                       config.min_rp_generalization, config.min_rp_generalization_lo)
+      + learned_rp_checks(n1, "largest", config.min_rp_generalization,
+                          config.min_rp_generalization_lo),
       source=SOURCE_REGIMES))
+  _with_learned(out[-1], "largest")
   dip_n, dip_ci = s["dip_N"], s["rp_seed_dip_ci"]
   lo0, lo1 = s["rp_seed_smallest_N_ci"][0], s["rp_seed_largest_N_ci"][0]
   out.append(dict(
@@ -139,8 +164,18 @@ def judgements(config, metrics: dict) -> list[dict]:
                             f"{_ci(s['rp_seed_dip'], dip_ci)} reaches above the lower end "
                             f"{_fmt(lo0)} of the interval at N = {n0}"),
           (dip_ci[1] < lo1, f"at N = {dip_n} the interval's upper end {_fmt(dip_ci[1])} is not "
-                            f"below the lower end {_fmt(lo1)} of the interval at N = {n1}")],
+                            f"below the lower end {_fmt(lo1)} of the interval at N = {n1}")]
+      + ([] if not ls or ls["dip_N"] is None else [
+          (bool(ls["dip_holds"]), f"with the learned descriptor the interval at its interior "
+                                  f"minimum N = {ls['dip_N']}, "
+                                  f"{_ci(ls['rp_seed_dip'], ls['rp_seed_dip_ci'])}, is not "
+                                  f"below both ends' intervals")]),
       tested=dip_n is not None, source=SOURCE_REGIMES))
+  if ls and dip_n is not None:
+    out[-1]["criterion"] += "; the same with the learned descriptor"
+    out[-1]["measured"].update(dip_N_learned=ls["dip_N"], rp_seed_dip_learned=ls["rp_seed_dip"],
+                               rp_seed_dip_learned_ci=ls["rp_seed_dip_ci"],
+                               dip_holds_learned=ls["dip_holds"])
   pr = s["plane"][0]
   out.append(dict(
       claim="Different models draw the same noise-plane map (Fig. 4).",
@@ -176,6 +211,32 @@ def _fmt(v, f="{:.2f}"):
   if v is None or isinstance(v, str) or (isinstance(v, float) and np.isnan(v)):
     return "–"        # a NaN reads back from metrics.json as the string "nan"
   return f.format(v)
+
+
+def _learned_text(metrics: dict, config) -> str:
+  """The paragraph and table of the learned descriptor ("" without it)."""
+  if metrics.get("threshold_learned") is None:
+    return ""
+  per_size = metrics["per_size"]
+  c = lambda d, k: _ci(d[k], d.get(f"{k}_ci"))
+  rows = [{"N": sz["N"], "RP seeds (mean over widths)": c(sz, "rp_seed_learned"),
+           "GL (all models)": c(sz, "gl_learned"), "RP to ε*": c(sz, "rp_theory_learned"),
+           "pixel NCC: RP seeds": c(sz, "rp_seed"), "pixel NCC: GL": c(sz, "gl")}
+          for sz in per_size]
+  d = config.descriptor
+  return f"""
+![threshold band, learned descriptor](threshold_band_learned.png)
+
+*A second similarity*: a learned copy-detection descriptor
+(`analysis/descriptor.py`: a small convolutional embedding of dimension {d.dim}
+trained {d.steps} steps with InfoNCE between augmented views of the training images,
+plus the KoLeo entropy term), its threshold calibrated the same way as the
+NCC's: {_fmt(metrics['threshold_learned'], '{:.3f}')} (calibration accuracy
+{_fmt(metrics['calibration_accuracy_learned'], '{:.3f}')}); the band of its verdict checks
+is that threshold ± {config.learned_band_halfwidth:g}.  The memorization, regained and dip
+verdicts require their criteria under both similarities.
+
+{io.markdown_table(rows)}"""
 
 
 def report_text(metrics: dict, config) -> str:
@@ -337,6 +398,7 @@ the calibrated threshold {metrics['threshold']:.3f}{'' if s['threshold_in_band']
 dashed: the paper's {t:g}.  RP between seeds / GL with intervals at the band's thresholds:
 
 {io.markdown_table(band_table)}
+{_learned_text(metrics, config)}
 ![similarity distributions](similarity_distributions.png)
 
 *Threshold-free*: the distribution over noises of the similarity between two

@@ -179,18 +179,23 @@ def _thresholds(ax, threshold, paper_threshold, band, transform=lambda t: t):
   ax.axvspan(transform(band[0]), transform(band[1]), color="0.85", lw=0, zorder=0,
              label=f"band of the verdicts [{band[0]:g}, {band[1]:g}]")
   ax.axvline(transform(threshold), color="k", lw=1.3, label=f"calibrated {threshold:.3f}")
-  ax.axvline(transform(paper_threshold), color="gray", ls="--", lw=1.2,
-             label=f"paper's (SSCD) {paper_threshold:g}")
+  if paper_threshold is not None:
+    ax.axvline(transform(paper_threshold), color="gray", ls="--", lw=1.2,
+               label=f"paper's (SSCD) {paper_threshold:g}")
 
 
 def threshold_band(path, thresholds, curves: dict, per_size, threshold: float,
-                   paper_threshold: float, band, level: float):
+                   paper_threshold: float | None, band, level: float, *,
+                   band_key: str = "band", descriptor: str = ""):
   """RP between seeds and GL against the similarity threshold, one curve per N.
 
   Args:
     thresholds: `[T]`; curves: `{"rp_seed": [S, T], "gl": [S, T]}` point curves;
-    per_size: the study's per-N dicts (their `band` entries: intervals at the
-      band's thresholds, drawn as error bars).
+    per_size: the study's per-N dicts (their `band_key` entries: intervals at
+      the band's thresholds, drawn as error bars).
+    paper_threshold: marked when given (None: not comparable, e.g. a learned
+      descriptor's scale).
+    descriptor: named in the titles.
   """
   plt = plotting.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
@@ -202,11 +207,12 @@ def threshold_band(path, thresholds, curves: dict, per_size, threshold: float,
     for i, (n, size) in enumerate(zip(sizes, per_size)):
       c = cmap(i / max(len(sizes) - 1, 1))
       ax.plot(thresholds, curves[k][i], "-", color=c, lw=1.4, label=f"N = {n}")
-      b = size["band"]
+      b = size[band_key]
       if k in b:
         ax.errorbar(b["thresholds"], b[k], yerr=_yerr(b[k], b[f"{k}_ci"]), fmt="none",
                     ecolor=c, capsize=2, lw=0.9)
-    ax.set(xlabel="similarity threshold t", ylabel=k.split("_")[0].upper() + "(t)",
+    ax.set(xlabel=f"{descriptor} similarity threshold t".strip(),
+           ylabel=k.split("_")[0].upper() + "(t)",
            title=f"{title}; bars: {level:.0%} intervals", ylim=(-0.03, 1.03),
            xlim=(thresholds[0], thresholds[-1]))
   axes[0].legend(fontsize=7, loc="lower left")

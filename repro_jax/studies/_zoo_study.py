@@ -14,6 +14,7 @@ from repro_jax import data as data_lib
 from repro_jax import io
 from repro_jax import samplers
 from repro_jax import settings as settings_lib
+from repro_jax.analysis import descriptor as descriptor_lib
 from repro_jax.analysis import metrics
 from repro_jax.analysis import reproducibility as rpr
 from repro_jax.networks import model_zoo
@@ -74,6 +75,11 @@ class ZooStudySettings:
   calib_noise: float = 0.1          # std of the "copy" perturbation on the [−1, 1] scale
   calib_shift: int = 0              # circular shift of the copy (0 at 8×8)
   paper_threshold: float = 0.6      # the paper's SSCD threshold, for reference
+  # A second, learned similarity (`analysis.descriptor`), trained on the data set
+  # and calibrated the same way (kept under `<zoo.dir>/descriptors/`): sims["learned"].
+  learned: bool = True
+  descriptor: descriptor_lib.DescriptorSettings = dataclasses.field(
+      default_factory=descriptor_lib.DescriptorSettings)
   mae_threshold: float = 15.0       # MAE score threshold on [0, 255]
   # Bootstrap intervals over the noises and the seeds (`analysis.bootstrap`).
   bootstrap_resamples: int = 1000
@@ -87,7 +93,9 @@ def shared_changes(variant: str) -> dict:
   if zoo.model == "unet":
     changes["chunk"] = 64
   changes.update({"cpu": {}, "cpu_full": {},
-                  "smoke": dict(num_noises=16, chunk=16, calib_pairs=200),
+                  "smoke": dict(num_noises=16, chunk=16, calib_pairs=200,
+                                descriptor=dict(width=8, dim=16, steps=20, batch=32,
+                                                warmup=5, chunk=10)),
                   "paper": dict(num_noises=10_000, calib_shift=2)}[variant])
   return changes
 
@@ -107,13 +115,15 @@ class ZooStudy(NamedTuple):
   noise: np.ndarray
   subsets: dict[int, np.ndarray]
   groups: list[model_zoo.Group]
+  cal_learned: metrics.Calibration | None   # of sims["learned"] (None without it)
 
 
 def setup(s: ZooStudySettings, workdir, key):
   """Dataset, similarities, fixed noises and subsets of a zoo study.
 
   Returns:
-    `(dataset, sims {"cal", "paper"}, calibration, noise [B, ...], subsets {N: [N]})`;
+    `(dataset, sims {"cal", "paper"[, "learned"]}, calibration of "cal", noise [B, ...],
+    subsets {N: [N]}, calibration of "learned" or None)`;
     small noise sets are saved in `workdir`, large ones under `zoo.dir`.
   """
   zoo = s.zoo
@@ -121,12 +131,18 @@ def setup(s: ZooStudySettings, workdir, key):
   sim, cal = rpr.calibrated_similarity(key, ds.x, s.similarity, num_pairs=s.calib_pairs,
                                        noise=s.calib_noise, max_shift=s.calib_shift)
   sims = {"cal": sim, "paper": metrics.get_similarity(s.similarity, s.paper_threshold)}
+  cal_learned = None
+  if s.learned:
+    sims["learned"], cal_learned = descriptor_lib.learned_similarity(
+        jax.random.fold_in(key, 1), ds.x, s.descriptor,
+        cache_dir=pathlib.Path(zoo.dir) / "descriptors", num_pairs=s.calib_pairs,
+        noise=s.calib_noise, max_shift=s.calib_shift)
   nbytes = 4 * s.num_noises * int(np.prod(ds.data_shape))
   path = (pathlib.Path(workdir) / "noises.npy" if nbytes <= rpr.NOISE_FILE_MAX_BYTES else
           pathlib.Path(zoo.dir) / f"noises_seed{s.noise_seed}_{s.num_noises}.npy")
   noise = rpr.fixed_noises(s.noise_seed, s.num_noises, ds.data_shape, path)
   subsets = model_zoo.nested_subsets(len(ds), zoo.sizes, zoo.subset_seed)
-  return ds, sims, cal, noise, subsets
+  return ds, sims, cal, noise, subsets, cal_learned
 
 
 def begin(s: ZooStudySettings, ctx, later_steps: int) -> ZooStudy:
@@ -140,11 +156,12 @@ def begin(s: ZooStudySettings, ctx, later_steps: int) -> ZooStudy:
   zoo = s.zoo
   progress = ctx.progress(1 + len(zoo.widths) + int(later_steps))
   key = jax.random.key(s.seed)
-  ds, sims, cal, noise, subsets = setup(s, ctx.workdir, jax.random.fold_in(key, 0))
+  ds, sims, cal, noise, subsets, cal_learned = setup(s, ctx.workdir, jax.random.fold_in(key, 0))
   io.save_npz(ctx.workdir / "subsets.npz", **{f"N{n}": idx for n, idx in subsets.items()})
   progress.step("calibration")
   groups = model_zoo.ensure_zoo(zoo, ds, progress=progress)
-  return ZooStudy(ctx.workdir, t0, progress, ds, sims, cal, noise, subsets, groups)
+  return ZooStudy(ctx.workdir, t0, progress, ds, sims, cal, noise, subsets, groups,
+                  cal_learned)
 
 
 def sample(den, noise, sigmas, *, sampler: str, chunk: int) -> np.ndarray:

@@ -290,7 +290,7 @@ def measure(config: Settings, ctx) -> dict:
   progress = ctx.progress(2 + 2 * len(members) + 3)
   t0 = time.time()
   key = jax.random.key(config.seed)
-  ds, sims, cal, noise, _ = _zoo_study.setup(config, ctx.workdir, jax.random.fold_in(key, 0))
+  ds, sims, cal, noise, _, _ = _zoo_study.setup(config, ctx.workdir, jax.random.fold_in(key, 0))
   sim = sims["cal"]
   progress.step("calibration")
   # 1. The cross-model matrix.

@@ -212,7 +212,7 @@ def measure(config: Settings, ctx) -> dict:
   """Restore (or train) the models, sample with every sampler, score; CSVs and
   sampler_rp.npz."""
   st = _zoo_study.begin(config, ctx, later_steps=4)
-  workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
+  workdir, t0, progress, ds, sims, cal, noise, subsets, groups, _ = st
   zoo = config.zoo
   w_other = zoo.widths[int(config.kernel.width_index)]
   other = model_zoo.ensure_zoo(

@@ -48,7 +48,6 @@ import numpy as np
 
 from repro_jax import io
 from repro_jax.analysis import metrics
-from repro_jax.networks import model_zoo
 from repro_jax.analysis import noise_plane
 from repro_jax.analysis import reproducibility as rpr
 from repro_jax.studies import _zoo_figures as plots
@@ -85,6 +84,9 @@ class Settings(_zoo_study.ZooStudySettings):
   # over (`band_points` of them, each with its interval), and the grid of the
   # threshold curves (threshold_band.png).
   threshold_band: tuple[float, float] = (0.90, 0.99)
+  # The same for the learned descriptor (`learned`): its band is its calibrated
+  # threshold ± this (its scale is not NCC's), its curves over [0, 1].
+  learned_band_halfwidth: float = 0.05
   band_points: int = 10
   curve_range: tuple[float, float] = (0.5, 1.0)
   curve_points: int = 101
@@ -158,6 +160,13 @@ def band_thresholds(config) -> np.ndarray:
   return np.linspace(*config.threshold_band, int(config.band_points))
 
 
+def learned_band(config, threshold: float) -> np.ndarray:
+  """The learned descriptor's band: its calibrated threshold ± `learned_band_halfwidth`."""
+  hw = float(config.learned_band_halfwidth)
+  return np.linspace(max(threshold - hw, -1.0), min(threshold + hw, 1.0),
+                     int(config.band_points))
+
+
 def analyze(groups, samples, theory, ds, subsets, sims, config):
   """All scores per N, with bootstrap intervals over noises and seeds.
 
@@ -176,7 +185,13 @@ def analyze(groups, samples, theory, ds, subsets, sims, config):
   thresholds = {label: sim.threshold for label, sim in sims.items()}
   t_curve = curve_thresholds(config, sims["cal"].threshold)
   t_band = band_thresholds(config)
-  curves, hists = [], []
+  curves, hists, curves_learned = [], [], []
+  learned = "learned" in sims
+  if learned:
+    t_learned = float(sims["learned"].threshold)
+    t_band_learned = learned_band(config, t_learned)
+    t_curve_learned = np.unique(np.concatenate([
+        np.linspace(0.0, 1.0, int(config.curve_points)), [t_learned], t_band_learned]))
   for n in config.zoo.sizes:
     n = int(n)
     train = ds.x[subsets[n]]
@@ -240,6 +255,13 @@ def analyze(groups, samples, theory, ds, subsets, sims, config):
     size.update(stats.as_fields("rp_theory", rpt_all))
     size["regime"] = rpr.regime(size["gl"], size["rp_theory"], **_band_kw(config))
     size["band"] = cell.band("cal", t_band)
+    if learned:     # the seed, GL and ε* scores under the second similarity
+      per_w = [cell.pair("rp_learned", strata == wi, strata == wi) for wi in range(num_w)]
+      size.update(stats.as_fields("rp_seed_learned", stats.mean_of(per_w, level)))
+      size.update(stats.as_fields("gl_learned", cell.model("gl_learned", models)))
+      size.update(stats.as_fields("rp_theory_learned", cell.pair("rp_learned", models, is_th)))
+      size["band_learned"] = cell.band("learned", t_band_learned)
+      curves_learned.append(cell.curves("learned", t_curve_learned))
     dist = cell.distributions("cal")
     size["sim_seed_quantiles"] = dist["seed_quantiles"].tolist()
     size["max_sim_quantiles"] = dist["train_quantiles"].tolist()
@@ -254,6 +276,10 @@ def analyze(groups, samples, theory, ds, subsets, sims, config):
                 **{f"curve_{k}": np.stack([c[k] for c in curves]) for k in curves[0]},
                 hist_seed=np.stack([h["seed_hist"] for h in hists]),
                 hist_train=np.stack([h["train_hist"] for h in hists]))
+  if learned:
+    arrays.update(curve_learned_thresholds=t_curve_learned,
+                  **{f"curve_learned_{k}": np.stack([c[k] for c in curves_learned])
+                     for k in curves_learned[0]})
   return rows, per_size, arrays, per_noise
 
 
@@ -310,7 +336,7 @@ def noise_plane_maps(groups, theory, th_dens, ds, subsets, noise, sigmas, sims, 
 def measure(config: Settings, ctx) -> dict:
   """Train (or reuse) the zoo, sample, score; writes the CSV table and figures.npz."""
   st = _zoo_study.begin(config, ctx, later_steps=4)
-  workdir, t0, progress, ds, sims, cal, noise, subsets, groups = st
+  workdir, t0, progress, ds, sims, cal, noise, subsets, groups, cal_learned = st
   zoo = config.zoo
   t_train = time.time() - t0
   sigmas = rpr.sigma_grid(config.steps, config.sigma_min, config.sigma_max)
@@ -341,6 +367,8 @@ def measure(config: Settings, ctx) -> dict:
   io.save_csv(workdir / "regimes.csv", rows)
   metrics_out = dict(
       threshold=cal.threshold, calibration_accuracy=cal.accuracy,
+      threshold_learned=None if cal_learned is None else cal_learned.threshold,
+      calibration_accuracy_learned=None if cal_learned is None else cal_learned.accuracy,
       paper_threshold=float(config.paper_threshold), sampler=config.sampler,
       num_evaluations=int(2 * int(config.steps) - 1), num_noises=int(config.num_noises),
       sizes=[int(n) for n in zoo.sizes], widths=[g.name for g in groups],
@@ -478,7 +506,26 @@ def summarize(per_size, plane, groups, config, threshold: float) -> dict:
       gl_widest=[w(s, names[-1], "gl_cal") for s in per_size],
       gl_widest_ci=[w(s, names[-1], "gl_cal_ci") for s in per_size],
       regimes=[dict(N=s["N"], regime=s["regime"]) for s in per_size],
-      plane=plane_rows)
+      plane=plane_rows, learned=_learned_summary(per_size))
+
+
+def _learned_summary(per_size) -> dict | None:
+  """The seed, GL and dip numbers under the learned descriptor (None without it)."""
+  if "rp_seed_learned" not in per_size[0]:
+    return None
+  first, last = per_size[0], per_size[-1]
+  rp = [s["rp_seed_learned"] for s in per_size]
+  lo, hi = ([s["rp_seed_learned_ci"][j] for s in per_size] for j in (0, 1))
+  dip_at, dip_holds = stats.dip(rp, lo, hi)
+  return dict(
+      rp_seed_smallest_N=first["rp_seed_learned"], rp_seed_smallest_N_ci=first["rp_seed_learned_ci"],
+      rp_seed_largest_N=last["rp_seed_learned"], rp_seed_largest_N_ci=last["rp_seed_learned_ci"],
+      gl_smallest_N=first["gl_learned"], gl_smallest_N_ci=first["gl_learned_ci"],
+      gl_largest_N=last["gl_learned"], gl_largest_N_ci=last["gl_learned_ci"],
+      dip_N=None if dip_at is None else per_size[dip_at]["N"],
+      rp_seed_dip=None if dip_at is None else rp[dip_at],
+      rp_seed_dip_ci=None if dip_at is None else [lo[dip_at], hi[dip_at]],
+      dip_holds=dip_holds)
 
 
 def _grid_sizes(sizes) -> list[int]:
@@ -548,6 +595,13 @@ def figures(workdir, m: dict, a: dict, config: Settings) -> None:
                        {k: a[f"curve_{k}"] for k in ("rp_seed", "gl")}, per_size,
                        m["threshold"], float(config.paper_threshold), config.threshold_band,
                        float(config.ci_level))
+  if "curve_learned_rp_seed" in a:
+    lt = float(m["threshold_learned"])
+    hw = float(config.learned_band_halfwidth)
+    plots.threshold_band(workdir / "threshold_band_learned.png", a["curve_learned_thresholds"],
+                         {k: a[f"curve_learned_{k}"] for k in ("rp_seed", "gl")}, per_size, lt,
+                         None, (lt - hw, lt + hw), float(config.ci_level),
+                         band_key="band_learned", descriptor="learned")
   plots.similarity_distributions(workdir / "similarity_distributions.png", a["hist_edges"],
                                  {"seed": a["hist_seed"], "train": a["hist_train"]}, sizes,
                                  m["threshold"], float(config.paper_threshold),
