@@ -342,8 +342,11 @@ def test_regimes_verdicts_follow_their_criteria(smoke_runs):
       cfg, {"min_plane_margin": pr["agree_models"] - pr["chance_models"] + 0.01})
   assert rr.verdicts(strict, m)[6].verdict == "not reproduced"
   # Memorization and generalization RP: the point value and the interval's lower end.
+  good_learned = dict(s["learned"], rp_seed_smallest_N=0.95, rp_seed_smallest_N_ci=[0.85, 0.99],
+                      rp_seed_largest_N=0.95, rp_seed_largest_N_ci=[0.85, 0.99], dip_N=64,
+                      rp_seed_dip=0.5, rp_seed_dip_ci=[0.4, 0.6], dip_holds=True)
   for idx, n_key, v_key in ((0, "smallest", "memorization"), (4, "largest", "generalization")):
-    base_s = dict(s, memorization_at_smallest_N=True)
+    base_s = dict(s, memorization_at_smallest_N=True, learned=good_learned)
     ok = dict(base_s, **{f"rp_seed_{n_key}_N": 0.95, f"rp_seed_{n_key}_N_ci": [0.85, 0.99]})
     assert rr.verdicts(cfg, dict(m, summary=ok))[idx].verdict == "reproduced"
     wide = dict(ok, **{f"rp_seed_{n_key}_N_ci": [0.75, 0.99]})      # lower end too low
@@ -353,11 +356,18 @@ def test_regimes_verdicts_follow_their_criteria(smoke_runs):
     low = dict(ok, **{f"rp_seed_{n_key}_N": 0.85})                  # point value too low
     assert rr.verdicts(cfg, dict(m, summary=low))[idx].verdict == "not reproduced"
     assert "0.85" in report.why_not(report.judgements(cfg, dict(m, summary=low))[idx])
+    # The same criterion under the learned descriptor: failing there fails the verdict.
+    bad = dict(ok, learned=dict(good_learned, **{f"rp_seed_{n_key}_N": 0.7}))
+    assert rr.verdicts(cfg, dict(m, summary=bad))[idx].verdict == "not reproduced"
+    assert "learned descriptor" in report.why_not(report.judgements(cfg, dict(m, summary=bad))[idx])
   # The dip: the interval at the interior minimum wholly below both ends.
   dip = dict(s, dip_N=64, rp_seed_dip=0.5, rp_seed_dip_ci=[0.45, 0.55],
              rp_seed_smallest_N=0.9, rp_seed_smallest_N_ci=[0.85, 0.95],
-             rp_seed_largest_N=0.8, rp_seed_largest_N_ci=[0.7, 0.9], dip_band=[True, False])
+             rp_seed_largest_N=0.8, rp_seed_largest_N_ci=[0.7, 0.9], dip_band=[True, False],
+             learned=good_learned)
   assert rr.verdicts(cfg, dict(m, summary=dip))[5].verdict == "reproduced"
+  no_learned_dip = dict(dip, learned=dict(good_learned, dip_holds=False))
+  assert rr.verdicts(cfg, dict(m, summary=no_learned_dip))[5].verdict == "not reproduced"
   assert rr.verdicts(cfg, dict(m, summary=dip))[5].measured["band_fraction"] == 0.5
   overlap = dict(dip, rp_seed_dip_ci=[0.45, 0.72])               # reaches the largest N's
   assert rr.verdicts(cfg, dict(m, summary=overlap))[5].verdict == "not reproduced"
