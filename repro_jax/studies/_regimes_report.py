@@ -61,6 +61,11 @@ def judgements(config, metrics: dict) -> list[dict]:
              f"with the learned descriptor RP between seeds at N = {n} is {_ci(v, ci)} (needs "
              f"≥ {min_rp:g}, lower end > {min_lo:g})")]
 
+  def seed_rp_checks(n, end, min_rp, min_lo):
+    """RP between seeds at the `end` ("smallest"/"largest") N, under both similarities."""
+    return (rp_checks(n, s[f"rp_seed_{end}_N"], s[f"rp_seed_{end}_N_ci"], min_rp, min_lo)
+            + learned_rp_checks(n, end, min_rp, min_lo))
+
   def _with_learned(judgement, end):
     if ls:
       judgement["criterion"] += "; the same with the learned descriptor (its own calibrated " \
@@ -84,10 +89,8 @@ def judgements(config, metrics: dict) -> list[dict]:
       checks=[(s["memorization_at_smallest_N"],
                f"not every width is in the memorization regime at N = {n0} ("
                + ", ".join(f"{k}: {v}" for k, v in regs.items()) + ")")]
-      + rp_checks(n0, s["rp_seed_smallest_N"], s["rp_seed_smallest_N_ci"],
-                  config.min_rp_memorization, config.min_rp_memorization_lo)
-      + learned_rp_checks(n0, "smallest", config.min_rp_memorization,
-                          config.min_rp_memorization_lo),
+      + seed_rp_checks(n0, "smallest", config.min_rp_memorization,
+                       config.min_rp_memorization_lo),
       source=SOURCE_REGIMES))
   _with_learned(out[-1], "smallest")
   small, large = s["rp_theory_smallest_N"], s["rp_theory_largest_N"]
@@ -139,10 +142,8 @@ def judgements(config, metrics: dict) -> list[dict]:
                     rp_cross_largest_N=s["rp_cross_largest_N"],
                     rp_cross_largest_N_ci=s["rp_cross_largest_N_ci"],
                     **_band_measured(s["generalization_rp_band"])),
-      checks=rp_checks(n1, s["rp_seed_largest_N"], s["rp_seed_largest_N_ci"],
-                       config.min_rp_generalization, config.min_rp_generalization_lo)
-      + learned_rp_checks(n1, "largest", config.min_rp_generalization,
-                          config.min_rp_generalization_lo),
+      checks=seed_rp_checks(n1, "largest", config.min_rp_generalization,
+                            config.min_rp_generalization_lo),
       source=SOURCE_REGIMES))
   _with_learned(out[-1], "largest")
   dip_n, dip_ci = s["dip_N"], s["rp_seed_dip_ci"]
