@@ -5,12 +5,14 @@
 
 For each network one optimizer step (forward, backward, Adam, EMA) is timed
 over a chunk of steps, either one jitted `lax.scan` or a Python loop over a
-jitted step (the U-Net's default on CPU: XLA:CPU runs convolution gradients
-much slower inside a while loop, jax-ml/jax#12868); throughput is
-batch × steps/s.  The
+jitted step (the U-Net's default on CPU); throughput is batch × steps/s.  The
+U-Net 8×8 also runs with autodiff's convolution gradients (`conv_grads="xla"`,
+which XLA:CPU runs much slower inside a while loop, jax-ml/jax#12868) instead
+of the canonical ones (`repro_jax.networks.models.conv`).  The
 flops of one step come from XLA's `cost_analysis()` of the compiled step, and
 the achieved rate is reported as a fraction of this machine's float32 matmul
-rate (`jnp.dot` of two 4096² matrices).  The many-models
+rate (`jnp.dot` of two 4096² matrices) timed just before each row (the
+machine's speed drifts).  The many-models
 part trains M small models (different seeds and data subsets) in one vmapped
 program (`repro_jax.networks.training.many_chunk`) against the same M models trained
 one after another with the single-model program.  Writes
@@ -20,6 +22,7 @@ benchmarks/results/training.json (training_quick.json with --quick).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import jax
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
+from repro_jax.networks import models
 from repro_jax.networks import training
 from repro_jax import settings as settings_lib
 from repro_jax.networks.training import config as config_lib
@@ -83,9 +87,13 @@ def _runner(trainer, steps: int, loop: str, many: bool = False):
   return run
 
 
-def bench_network(name, spec, steps, repeats, matmul_rate, loop):
+def bench_network(name, spec, steps, repeats, matmul_rate, loop, conv_grads=None):
   cfg = _config(spec["model"], spec["batch"])
   trainer = training.make_trainer(cfg, spec["shape"])
+  if conv_grads is not None:      # a U-Net option that is not a training setting
+    graphdef, _ = models.abstract("unet", spec["shape"], conv_grads=conv_grads,
+                                  **trainer.model_options)
+    trainer = dataclasses.replace(trainer, graphdef=graphdef)
   data = _data(spec["shape"], 512)
   state = step_lib.init_state(trainer, jax.random.key(0))
   chunk = _runner(trainer, steps, loop)
@@ -95,9 +103,12 @@ def bench_network(name, spec, steps, repeats, matmul_rate, loop):
   seconds = common.time_call(chunk, state, data, repeats=repeats, warmup=0) / steps
   flops = _flops(trainer, state, data)
   row = dict(network=name, loop=loop, data_shape=list(spec["shape"]), batch=spec["batch"],
+             matmul_gflops=matmul_rate,
              params=int(trainer.layout.size), step_ms=1e3 * seconds,
              images_per_sec=spec["batch"] / seconds, compile_and_first_run_s=compile_s,
              flops_per_step=flops)
+  if conv_grads is not None:
+    row["conv_grads"] = conv_grads
   if flops:
     row["gflops_achieved"] = flops / seconds / 1e9
     row["fraction_of_matmul"] = row["gflops_achieved"] / matmul_rate
@@ -140,19 +151,25 @@ def main():
   quick = args.quick
   matmul = common.matmul_gflops(4096, repeats=3)
   print(f"float32 matmul: {matmul:.1f} GFLOP/s")
-  # (network, step loop): the auto choice of each, plus the U-Net 8×8 under scan to
-  # show the XLA:CPU while-loop convolution slowdown.
-  runs = [("unet_8x8", "python"), ("unet_8x8", "scan"), ("mlp_48", "scan"),
-          ("mlp_48", "python"), ("dit_8x8", "scan"), ("dit_8x8", "python")] + (
-              [] if quick else [("unet_32x32", "python")])
+  # (network, step loop, U-Net convolution gradients): both loops of each, plus the
+  # U-Net 8×8 with autodiff's convolution gradients to show the XLA:CPU while-loop
+  # slowdown that the canonical ones avoid.
+  runs = [("unet_8x8", "python", None), ("unet_8x8", "scan", None),
+          ("unet_8x8", "python", "xla"), ("unet_8x8", "scan", "xla"),
+          ("mlp_48", "scan", None), ("mlp_48", "python", None), ("dit_8x8", "scan", None),
+          ("dit_8x8", "python", None)] + (
+              [] if quick else [("unet_32x32", "python", None), ("unet_32x32", "scan", None)])
   rows = []
-  for name, loop in runs:
+  for name, loop, grads in runs:
     spec = NETWORKS[name]
-    n = {"unet_32x32": 3, "unet_8x8": 3 if loop == "scan" else 10}.get(name, 20)
+    slow = grads == "xla" and loop == "scan"
+    n = {"unet_32x32": 3, "unet_8x8": 3 if slow else 10}.get(name, 20)
+    rate = matmul if not rows else common.matmul_gflops(4096, repeats=3)
     rows.append(bench_network(name, spec, n if not quick else min(n, 3),
-                              2 if quick else 3, matmul, loop))
+                              2 if quick else 3, rate, loop, grads))
     r = rows[-1]
-    print(f"{name:11s} {loop:6s} P={r['params']:>8d}  B={r['batch']:>3d}  "
+    label = loop + ("/xla" if grads else "")
+    print(f"{name:11s} {label:10s} P={r['params']:>8d}  B={r['batch']:>3d}  "
           f"{r['step_ms']:8.1f} ms/step  "
           f"{r['images_per_sec']:8.0f} img/s  {r.get('gflops_achieved', float('nan')):6.2f} "
           f"GFLOP/s  {100 * r.get('fraction_of_matmul', float('nan')):5.1f}% of matmul")

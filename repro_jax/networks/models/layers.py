@@ -21,8 +21,10 @@ import numpy as np
 from flax import nnx
 
 from repro_jax import validation
+from repro_jax.networks.models import conv as conv_lib
 
 EMBEDDINGS = ("sinusoidal", "fourier")
+CONV_GRADS = ("canonical", "xla")
 _FOURIER_SCALE = 16.0
 
 
@@ -93,22 +95,35 @@ class NoiseEmbedding(nnx.Module):
     return h
 
 
-def _zeros_conv(cin, cout, rngs, kernel=3):
-  return nnx.Conv(cin, cout, (kernel, kernel), kernel_init=nnx.initializers.zeros_init(),
-                  rngs=rngs)
+def conv(cin: int, cout: int, kernel: int = 3, *, strides: int = 1, zero_init: bool = False,
+         grads: str = "canonical", rngs: nnx.Rngs) -> nnx.Conv:
+  """`nnx.Conv` (SAME padding), its gradients canonical convolutions or XLA's autodiff.
+
+  `grads="canonical"` swaps in `conv.conv_general_dilated`: the parameters
+  (`kernel [k, k, cin, cout]`, `bias [cout]`), their initializers and the
+  forward pass are those of a plain `nnx.Conv`; only the backward pass differs
+  (much faster inside a `lax.scan` on XLA:CPU).
+  """
+  if grads not in CONV_GRADS:
+    raise validation.unknown_name("convolution gradients", grads, CONV_GRADS)
+  kw = {"kernel_init": nnx.initializers.zeros_init()} if zero_init else {}
+  if grads == "canonical":
+    kw["conv_general_dilated"] = conv_lib.conv_general_dilated
+  return nnx.Conv(cin, cout, (kernel, kernel), strides=strides, rngs=rngs, **kw)
 
 
 class ResBlock(nnx.Module):
   """DDPM++ residual block: GN-SiLU-conv, + emb, GN-SiLU-dropout-conv; skip / √2."""
 
   def __init__(self, cin: int, cout: int, emb_dim: int, *, groups: int,
-               dropout_rate: float, rngs: nnx.Rngs):
+               dropout_rate: float, conv_grads: str = "canonical", rngs: nnx.Rngs):
     self.norm0 = nnx.GroupNorm(cin, num_groups=groups, rngs=rngs)
-    self.conv0 = nnx.Conv(cin, cout, (3, 3), rngs=rngs)
+    self.conv0 = conv(cin, cout, grads=conv_grads, rngs=rngs)
     self.emb = nnx.Linear(emb_dim, cout, rngs=rngs)
     self.norm1 = nnx.GroupNorm(cout, num_groups=groups, rngs=rngs)
-    self.conv_out = _zeros_conv(cout, cout, rngs)
-    self.skip = nnx.Conv(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
+    self.conv_out = conv(cout, cout, zero_init=True, grads=conv_grads, rngs=rngs)
+    self.skip = (conv(cin, cout, 1, grads=conv_grads, rngs=rngs) if cin != cout
+                 else None)
     self.dropout_rate = dropout_rate
 
   def __call__(self, x, emb, key=None):
@@ -140,8 +155,8 @@ class AttnBlock(nnx.Module):
 class Downsample(nnx.Module):
   """Stride-2 3×3 convolution: `[B, H, W, C]` → `[B, H/2, W/2, C]`."""
 
-  def __init__(self, channels: int, *, rngs: nnx.Rngs):
-    self.conv = nnx.Conv(channels, channels, (3, 3), strides=2, rngs=rngs)
+  def __init__(self, channels: int, *, conv_grads: str = "canonical", rngs: nnx.Rngs):
+    self.conv = conv(channels, channels, strides=2, grads=conv_grads, rngs=rngs)
 
   def __call__(self, x):
     return self.conv(x)
@@ -150,8 +165,8 @@ class Downsample(nnx.Module):
 class Upsample(nnx.Module):
   """Nearest-neighbour ×2 then 3×3 convolution."""
 
-  def __init__(self, channels: int, *, rngs: nnx.Rngs):
-    self.conv = nnx.Conv(channels, channels, (3, 3), rngs=rngs)
+  def __init__(self, channels: int, *, conv_grads: str = "canonical", rngs: nnx.Rngs):
+    self.conv = conv(channels, channels, grads=conv_grads, rngs=rngs)
 
   def __call__(self, x):
     x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)

@@ -150,8 +150,11 @@ def num_devices(cfg, available: int) -> int:
 def step_loop(cfg) -> str:
   """`train.step_loop`, with "auto" = "python" for the U-Net on a CPU, else "scan".
 
-  XLA:CPU runs the weight-gradient convolutions of a U-Net step ~5–20× slower
-  inside a `lax.scan` (jax-ml/jax#12868); small MLPs gain from the scan.  The DiT
+  XLA:CPU runs autodiff's convolution gradients 20–40× slower inside a
+  `lax.scan` (jax-ml/jax#12868); the U-Net's convolutions write theirs as
+  canonical convolutions (`models.conv`), with which a scanned U-Net step is as
+  fast as a looped one (`benchmarks/bench_training.py`), but a model built with
+  `conv_grads="xla"` still needs the loop; small MLPs gain from the scan.  The DiT
   has no convolution (its patches are cut by reshapes): a width-64 DiT on 8×8
   digits takes 42 ms a step either way on a 2-core CPU, a width-32 one 17 ms in
   the scan and 20 ms in the loop.

@@ -179,8 +179,9 @@ def jit_chunk(trainer: Trainer, *, many: bool = False, state_sharding=None,
     many: vmap over a leading model axis (`many_chunk`).
     state_sharding: output sharding of the state (e.g. replicated on a mesh).
     loop: `"scan"` (one jitted `lax.scan` per chunk, no per-step dispatch) or
-      `"python"` (a Python loop over one jitted step; XLA:CPU runs convolution
-      gradients inside a while loop several times slower, jax-ml/jax#12868).
+      `"python"` (a Python loop over one jitted step; XLA:CPU runs autodiff's
+      convolution gradients inside a while loop 20-40x slower, jax-ml/jax#12868,
+      hence the U-Net's canonical ones, `models.conv`).
   """
   kwargs = {}
   if state_sharding is not None:
