@@ -173,6 +173,13 @@ def training_jobs(config: Settings) -> list[tuple[str, object, int]]:
     jobs.append((f"{hm[0]}, half {h}: ×{len(config.halves_sizes)} sizes "
                  f"×{len(config.halves_seeds)} seeds", member_config(config, hm),
                  len(config.halves_sizes) * len(config.halves_seeds)))
+  last = max(int(s) for s in config.convergence_steps)
+  for k, i in enumerate(config.convergence_members):
+    m = config.members[int(i)]
+    sizes = len(set(config.onset_sizes) | {config.convergence_size}) if k == 0 else 1
+    cfg = settings_lib.override(member_config(config, m), {"train": {"num_steps": last}})
+    jobs.append((f"{m[0]}, convergence: ×{sizes} sizes ×{len(config.matrix_seeds)} seeds",
+                 cfg, sizes * len(config.matrix_seeds)))
   return jobs
 
 
