@@ -7,12 +7,13 @@ Run:
 
 Variants:
 - `cpu` (default): residual-MLP denoisers of hidden width 128 and 256 (EDM
-  preconditioning) on 8×8 digits, N ∈ {16, 64, 256, 1024, 1797}, two seeds
-  per width, 5000 steps of batch 64.  Measured 17 min on a 2-core machine
-  shared at load ≈ 5 (training 16 min of it; expect roughly half when idle);
-  about 1–2 min once the models are in `zoo.dir`.
+  preconditioning) on 8×8 digits, N ∈ {16, 64, 256, 1024, 1797}, three seeds
+  per width, 5000 steps of batch 64, 1024 shared noises, bootstrap intervals
+  over noises and seeds, pixel NCC and a learned descriptor.  Training the
+  zoo takes about 10 min on an idle 2-core machine; the study itself about
+  1.5 min once the models are in `zoo.dir`.
 - `cpu_full` (a few hours): widths 128/256/512, N = 2^4 … 2^10 and 1797,
-  10 000 steps, 1024 noises.
+  10 000 steps.
 - `smoke` (seconds, tests): tiny widths, two sizes, 20 steps.
 - `paper`: the paper's grid, U-Net widths 64/128/256 (DDPM ε-prediction, VP)
   on CIFAR-10 N = 2^6 … 2^15, 10 000 noises; needs

@@ -50,8 +50,9 @@ def test_sigma_range_is_shared_by_every_member():
 
 
 def test_matrix_scores_point_values_match_a_loop():
-  """Each cell is the mean over pairs of distinct sample sets of its two entries of
-  the per-noise hit rate (brute force), and its interval contains it."""
+  """Each cell is the mean over pairs of sample sets of two different trained models
+  of its two entries of the per-noise hit rate (brute force), and its interval
+  contains it."""
   rng = np.random.default_rng(0)
   base = rng.normal(size=(3, 40, 4, 4, 1))
   # 2 members × 2 samplers × 2 seeds; seed s of member m is model 2m + s.
@@ -76,7 +77,7 @@ def test_matrix_scores_point_values_match_a_loop():
     for e in range(4):
       for g in range(4):
         pairs = [h[i, j].mean() for i in range(8) for j in range(8)
-                 if i != j and entry_of[i] == e and entry_of[j] == g]
+                 if model_of[i] != model_of[j] and entry_of[i] == e and entry_of[j] == g]
         assert out[name][e, g] == pytest.approx(np.mean(pairs), abs=1e-6)
     assert np.all(out[f"{name}_lo"] <= out[name] + 1e-9)
     assert np.all(out[name] <= out[f"{name}_hi"] + 1e-9)

@@ -159,12 +159,20 @@ def _series(rows, key):
   return f(key), f(f"{key} lo"), f(f"{key} hi")
 
 
+def _log_ticks(axis, values) -> None:
+  """A log axis labelled at `values` only (plain numbers)."""
+  axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+  axis.set_ticks([float(v) for v in values], [str(int(v)) for v in values])
+  axis.set_minor_locator(plotting.pyplot().NullLocator())
+
+
 def figure(path, conv: dict, config) -> None:
   """RP against steps (log), GL against steps per N, onset against N (log-log)."""
   plt = plotting.pyplot()
   rows, steps = conv["rows"], conv["steps"]
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+  fig.subplots_adjust(wspace=0.32)
   ax = axes[0]
   curves = []
   for j, label in enumerate(conv["members"]):
@@ -177,16 +185,18 @@ def figure(path, conv: dict, config) -> None:
     ax.errorbar(steps, y, yerr=np.maximum(np.nan_to_num(np.stack([y - lo, hi - y])), 0),
                 fmt=style, color=color, capsize=2, label=label)
   ax.axhline(config.min_rp_converged, color="grey", lw=0.8, ls="--")
-  ax.set(xscale="log", xlabel="training steps", ylabel="RP", ylim=(-0.03, 1.03),
+  ax.set(xlabel="training steps", ylabel="RP", ylim=(-0.03, 1.03),
          title=f"memorization regime, N = {conv['N']} ({config.ci_level:.0%} CI)")
+  _log_ticks(ax.xaxis, steps)
   ax.legend(fontsize=6.5)
   ax = axes[1]
   for j, n in enumerate(conv["onset_sizes"]):
     ax.plot(steps, [float(r[f"gl N={n}"]) for r in rows], "o-", color=colors[j % 10],
             label=f"N = {n}")
   ax.axhline(config.onset_gl, color="grey", lw=0.8, ls="--", label="onset level")
-  ax.set(xscale="log", xlabel="training steps", ylabel="GL (mean over seeds)",
+  ax.set(xlabel="training steps", ylabel="GL (mean over seeds)",
          ylim=(-0.03, 1.03), title=f"{conv['members'][0]}: GL during training")
+  _log_ticks(ax.xaxis, steps)
   ax.legend(fontsize=7)
   ax = axes[2]
   on = [o for o in conv["onset"] if np.isfinite(float(o["onset"]))]
@@ -202,7 +212,8 @@ def figure(path, conv: dict, config) -> None:
   ax.set(xlabel="training set size N", ylabel=f"steps to GL ≤ {config.onset_gl:g}",
          title="memorization onset")
   if on:
-    ax.set(xscale="log", yscale="log")
+    _log_ticks(ax.xaxis, conv["onset_sizes"])
+    ax.set_yscale("log")
     ax.legend(fontsize=7)
   else:
     ax.text(0.5, 0.5, "no model reached the onset\nwithin the run", ha="center",

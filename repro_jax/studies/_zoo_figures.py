@@ -177,7 +177,7 @@ def rp_theory(path, per_size, names, config):
 def _thresholds(ax, threshold, paper_threshold, band, transform=lambda t: t):
   """The calibrated threshold (solid), the paper's (dashed) and the band (shaded)."""
   ax.axvspan(transform(band[0]), transform(band[1]), color="0.85", lw=0, zorder=0,
-             label=f"band of the verdicts [{band[0]:g}, {band[1]:g}]")
+             label=f"band of the verdicts [{band[0]:.3g}, {band[1]:.3g}]")
   ax.axvline(transform(threshold), color="k", lw=1.3, label=f"calibrated {threshold:.3f}")
   if paper_threshold is not None:
     ax.axvline(transform(paper_threshold), color="gray", ls="--", lw=1.2,

@@ -232,25 +232,29 @@ def _per_noise(samples, sim: metrics_lib.Similarity, mae_threshold: float):
   return pv["sim_cal"] > sim.threshold, pv["mae"] < mae_threshold
 
 
-def _pair_cells(hits, cell_of, counts, res, level: float):
+def _pair_cells(hits, cell_of, counts, res, level: float, model_of=None):
   """Mean over pairs of distinct models of every two cells, with its interval.
 
   Args:
     hits: per-noise values `[K, K, B]`.
-    cell_of: `[K]` the cell (matrix row/column) of each model.
-    counts: `[R, K]` how often each model is drawn in each replicate.
+    cell_of: `[K]` the cell (matrix row/column) of each sample set.
+    counts: `[R, K]` how often each sample set is drawn in each replicate.
     res: the draws (`bootstrap.Resample`; its noises are used).
+    model_of: `[K]` the trained model behind each sample set (default: each its
+      own); pairs of one model (e.g. under two samplers) are left out.
 
   Returns:
     `(value, lo, hi)`, each `[C, C]`.
   """
   cell_of = np.asarray(cell_of)
+  model_of = np.arange(len(cell_of)) if model_of is None else np.asarray(model_of)
+  other_model = model_of[:, None] != model_of[None]
   c = int(cell_of.max()) + 1
   means = bootstrap.noise_means(hits, res)                               # [R, K, K]
   out = np.full((3, c, c), np.nan)
   for e in range(c):
     for f in range(c):
-      mask = bootstrap.pair_mask(cell_of == e, cell_of == f)
+      mask = bootstrap.pair_mask(cell_of == e, cell_of == f) & other_model
       if not mask.any():
         continue
       est = bootstrap.estimate(bootstrap.point_pair(hits, mask),
@@ -275,8 +279,9 @@ def matrix_scores(stack, entry_of, model_of, member_of_model, sim, config: Setti
 
   Returns:
     `{"rp", "rp_lo", "rp_hi", "mae", "mae_lo", "mae_hi"}`, each `[E, E]`: the
-    mean over pairs of distinct sample sets of the two entries of the per-noise
-    hit rate (the diagonal: between seeds), and its percentile interval.
+    mean over pairs of sample sets of two different trained models (the
+    diagonal: between seeds; one member under two samplers: other seeds only)
+    of the per-noise hit rate, and its percentile interval.
   """
   rp_hits, mae_hits = _per_noise(stack, sim, float(config.mae_threshold))
   res = bootstrap.draw(key, stack.shape[1], np.asarray(member_of_model),
@@ -285,7 +290,7 @@ def matrix_scores(stack, entry_of, model_of, member_of_model, sim, config: Setti
   out = {}
   for name, hits in (("rp", rp_hits), ("mae", mae_hits)):
     out[name], out[f"{name}_lo"], out[f"{name}_hi"] = _pair_cells(
-        hits, entry_of, counts, res, float(config.ci_level))
+        hits, entry_of, counts, res, float(config.ci_level), model_of)
   return out
 
 
@@ -654,8 +659,9 @@ budget; samplers {', '.join(f"{a} (`{b}`, {c} steps)" for a, b, c in config.samp
 [−1, 1]: {config.num_noises} shared noises.  Similarity: pixel NCC with the
 calibrated threshold {metrics['threshold']:.3f}; MAE score at
 {config.mae_threshold:g}/255.  A matrix cell is the mean RP over the pairs of
-distinct models of its two entries (the diagonal: between seeds; same member,
-other sampler: the same models too), with a {config.ci_level:.0%} bootstrap
+distinct trained models of its two entries (the diagonal: between seeds; one
+member under two samplers: other seeds only, as the same model under two
+samplers is `reproducibility_across_samplers`' test), with a {config.ci_level:.0%} bootstrap
 interval over noises and seeds ({config.bootstrap_resamples} resamples).
 Disjoint halves: {hm[0]} on nested subsets of two disjoint halves, N ∈
 {tuple(int(n) for n in config.halves_sizes)}, seeds
