@@ -424,7 +424,7 @@ def _worst_pair(mat: dict, entries) -> dict:
   i, j = np.unravel_index(np.argmin(off), off.shape)
   return dict(pair=[" / ".join(entries[i]), " / ".join(entries[j])], rp=float(rp[i, j]),
               rp_ci=[float(mat["rp_lo"][i][j]), float(mat["rp_hi"][i][j])],
-              mae=float(mat["mae"][i][j]))
+              mae=float(mat["mae"][i][j]), rp_seeds=[float(rp[i, i]), float(rp[j, j])])
 
 
 def summarize(matrices: dict, entries, half_rows, conv, config: Settings) -> dict:
@@ -641,7 +641,16 @@ def _report(metrics: dict, mats: dict, config: Settings) -> str:
       notes.append(f"At N = {n} the weakest pair, {w['pair'][0]} vs {w['pair'][1]}, has RP "
                    f"{w['rp']:.2f} [{w['rp_ci'][0]:.2f}, {w['rp_ci'][1]:.2f}], below "
                    f"{config.min_rp_pairs:g}; {s['per_N'][str(n)]['fraction_pairs_above']:.0%} "
-                   f"of the pairs reach it.")
+                   f"of the pairs reach it.  Within those two entries the seeds agree at RP "
+                   f"{w['rp_seeds'][0]:.2f} and {w['rp_seeds'][1]:.2f}: where a member's own "
+                   f"seeds disagree, it is not yet reproducible itself.")
+  c = s["converged"]
+  if vs[len(config.matrix_sizes) + 1]["verdict"] != "reproduced":
+    notes.append(f"Convergence: after {c['step']} steps the weakest curve, {c['weakest']}, is at "
+                 f"{c['weakest_rp']:.2f} and moved by up to {c['largest_change']:.2f} over the "
+                 f"last doubling of the steps"
+                 + (" (no plateau yet: the step budget is too short for it)."
+                    if c["largest_change"] >= config.plateau_tol else " (a plateau)."))
   return f"""## Reproducibility across models and between disjoint halves
 
 **Claims.** (1) Diffusion models of different architectures, training kernels
