@@ -6,6 +6,7 @@ happens at the top of this file (pytest imports conftest.py first).
 
 import os
 import pathlib
+import signal
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
@@ -19,6 +20,12 @@ if "xla_force_host_platform_device_count" not in _flags:
 if "xla_backend_optimization_level" not in _flags:
   _flags += " --xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = _flags.strip()
+
+# A run started in the background by a script (`cmd &` without job control)
+# inherits SIGINT ignored; the Ctrl-C tests need it delivered as in a terminal
+# (KeyboardInterrupt here, and the default action in the processes they start).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+  signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
