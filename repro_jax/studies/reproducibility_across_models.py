@@ -215,13 +215,15 @@ def check(config: Settings, n_total: int) -> None:
     raise ValueError(f"the members share no σ range ([{lo:g}, {hi:g}]).")
 
 
-def _sample(group, noise, config: Settings):
-  """`{sampler label: [M, B, ...]}` of every model of `group`."""
+def _sample(den, noise, config: Settings, samplers=None):
+  """`{sampler label: [M, B, ...]}` (`[B, ...]` for a single denoiser) of `den`
+  with each of `samplers` (default: all of `config.samplers`) on the shared σ
+  range, x0 clipped if `config.clip_x0`."""
   lo, hi = sigma_range(config)
   wrap = rpr.clipped if config.clip_x0 else (lambda d: d)
   out = {}
-  for label, name, steps in config.samplers:
-    out[label] = _zoo_study.sample(wrap(group.denoise), noise, rpr.sigma_grid(steps, lo, hi),
+  for label, name, steps in (config.samplers if samplers is None else samplers):
+    out[label] = _zoo_study.sample(wrap(den), noise, rpr.sigma_grid(steps, lo, hi),
                                    sampler=name, chunk=int(config.chunk))
   return out
 
@@ -317,7 +319,7 @@ def measure(config: Settings, ctx) -> dict:
         data_shape=ds.data_shape)
     groups[m[0]] = g
     progress.step(f"trained {m[0]}")
-    for lab, x in _sample(g, noise, config).items():
+    for lab, x in _sample(g.denoise, noise, config).items():
       samples[(m[0], lab)] = x
     progress.step(f"sampled {m[0]}")
   t_train = sum(float(g.info.get("train_seconds", 0.0)) for g in groups.values())
@@ -348,17 +350,13 @@ def measure(config: Settings, ctx) -> dict:
       for h, sub in (("A", sub_a), ("B", sub_b))]
   t_train += sum(float(g.info.get("train_seconds", 0.0)) for g in half_groups)
   ref = config.samplers[0][0]
-  hx = [_sample(g, noise, config)[ref] for g in half_groups]
+  hx = [_sample(g.denoise, noise, config, config.samplers[:1])[ref] for g in half_groups]
   half_rows = halves_scores(half_groups, hx, (sub_a, sub_b), ds, sim, config,
                             jax.random.fold_in(key, 1))
   progress.step("halves")
   # 3. Convergence in the memorization regime, memorization onset against N.
-  _, ref_name, ref_steps = config.samplers[0]
-  sig = rpr.sigma_grid(ref_steps, *sigma_range(config))
-  wrap = rpr.clipped if config.clip_x0 else (lambda d: d)
   conv = _convergence.measure(
-      config, ds, sim, lambda den: _zoo_study.sample(wrap(den), noise, sig, sampler=ref_name,
-                                                     chunk=int(config.chunk)),
+      config, ds, sim, lambda den: _sample(den, noise, config, config.samplers[:1])[ref],
       member_config, jax.random.fold_in(key, 2))
   io.save_csv(ctx.workdir / "convergence.csv", conv["rows"])
   io.save_csv(ctx.workdir / "onset.csv", conv["onset"])
