@@ -175,14 +175,75 @@ def test_settings_variants():
     s = runner.study_settings("molrg_networks", v)
     assert all(r * s.num_components <= s.dim for r in s.ranks)
     assert math.prod(s.image_shape) == s.dim
-    for arch in (s.mlp, s.unet):   # complete, valid training settings
+    assert s.num_data_sets == max(getattr(s, a).num_seeds for a in s.archs())
+    for name in s.archs():   # complete, valid training settings
+      arch = getattr(s, name)
       cfg = mn.train_settings(arch)
       training.check_config(cfg)
       assert cfg.model == arch.model and cfg.train == arch.train
+  cpu = mn.settings("cpu")
+  assert cpu.archs() == ["mlp", "unet", "dit"] and cpu.mlp.num_seeds >= 3
+  assert (cpu.unet.model.name, cpu.dit.model.name) == ("unet", "dit")
+  ratios = np.diff(np.log(cpu.ns)) / math.log(math.sqrt(2))   # √2-spaced, rounded
+  np.testing.assert_allclose(ratios, 1.0, atol=0.1)
+  assert (min(cpu.ranks), max(cpu.ranks)) == (2, 10)
+  paper = mn.settings("paper")
+  assert all(getattr(paper, a).num_seeds >= 3 for a in paper.archs())
   with pytest.raises(ValueError, match="variant"):
     runner.study_settings("molrg_networks", "nope")
   with pytest.raises(ValueError, match="unknown field"):
     settings_lib.override(mn.settings("smoke"), {"mlp": {"hidden": 8}})
+
+
+def _cells(ranks, ns, seeds):
+  c = [(r, s, n) for r in ranks for n in ns for s in range(seeds)]
+  return mn.Cells(*(np.array(v) for v in zip(*c)), np.zeros(len(c), int))
+
+
+def test_cell_fractions_match_a_loop_over_draws():
+  """Replicates of the per-cell fractions equal an explicit loop: noises drawn
+  jointly for every model, seeds drawn per rank and used at every N."""
+  ranks, ns, seeds, b, reps = [2, 5], [4, 8, 16], 3, 7, 6
+  cells = _cells(ranks, ns, seeds)
+  rng = np.random.default_rng(0)
+  ind = (rng.random((len(cells), b)) < 0.4).astype(np.float32)
+  noise_idx = rng.integers(0, b, (reps, b))
+  noise_counts = np.stack([np.bincount(i, minlength=b) for i in noise_idx]).astype(np.float32)
+  seed_idx = rng.integers(0, seeds, (reps, len(ranks), seeds))
+  seed_counts = np.stack([[np.bincount(i, minlength=seeds) for i in row]
+                          for row in seed_idx]).astype(np.float32)
+  got = mn.cell_fractions(ind, cells, ranks, ns, noise_counts, seed_counts)
+  want = np.zeros((reps, len(ns), len(ranks)))
+  for k in range(reps):
+    for j, r in enumerate(ranks):
+      for i, n in enumerate(ns):
+        vals = [ind[(cells.rank == r) & (cells.n == n) & (cells.seed == sd)][0][noise_idx[k]]
+                .mean() for sd in seed_idx[k, j]]
+        want[k, i, j] = np.mean(vals)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  counts = np.asarray(mn.seed_counts(jax.random.key(0), 2, 3, 5))
+  assert counts.shape == (5, 2, 3) and np.all(counts.sum(-1) == 3)
+
+
+def test_boundary_estimates_of_an_exactly_linear_grid():
+  """Noise-free steps at N = 4 r: every replicate gives a = 1 exactly, the CI
+  collapses on 1 and the linear verdict's check passes; steps at 4 r² give 2."""
+  ranks, ns = [2, 4, 8], [4, 8, 16, 32, 64, 128, 256]
+  for power, expo in ((1, 1.0), (2, 2.0)):
+    frac = np.array([[float(n >= 4 * r ** power) for r in ranks] for n in ns])
+    reps = np.broadcast_to(frac, (5,) + frac.shape)
+    b = mn.boundary_estimates(reps, 1.0 - reps, frac, 1.0 - frac, ranks, ns, level=0.5,
+                              ci_level=0.95)
+    gen = b["generalize"]
+    assert gen["exponent"] == pytest.approx(expo)
+    np.testing.assert_allclose(gen["exponent_ci"], [expo, expo])
+    assert gen["exponent_kept"] == 1.0
+  # A rank that never crosses: no exponent, in the point value and every replicate.
+  frac[:, -1] = 0.0
+  reps = np.broadcast_to(frac, (5,) + frac.shape)
+  gen = mn.boundary_estimates(reps, reps, frac, frac, ranks, ns, level=0.5,
+                              ci_level=0.95)["generalize"]
+  assert math.isnan(gen["exponent"]) and gen["exponent_kept"] == 0.0
 
 
 def test_study_smoke(tmp_path):
@@ -190,34 +251,45 @@ def test_study_smoke(tmp_path):
   workdir = tmp_path / "molrg_networks"
   runner.run_study("molrg_networks", s, workdir)
   assert {"config.json", "metrics.json", "cells.csv", "report.md", "phase_diagram.png",
-          "details.png", "manifest.json"} <= {p.name for p in workdir.iterdir()}
+          "boundary.png", "details.png", "manifest.json"} <= {p.name for p in workdir.iterdir()}
   m = json.loads((workdir / "metrics.json").read_text())
-  n_cells = len(s.ranks) * len(s.ns) * s.num_seeds
-  assert len([c for c in m["cells"] if c["arch"] == "mlp"]) == n_cells
-  assert len([c for c in m["cells"] if c["arch"] == "unet"]) == len(s.unet.cells)
+  assert set(m["archs"]) == set(s.archs())
+  for name in s.archs():
+    n_cells = len(s.ranks) * len(s.ns) * getattr(s, name).num_seeds
+    assert len([c for c in m["cells"] if c["arch"] == name]) == n_cells
   assert m["reference"]["max_l_score_rel"] < 1e-5        # exact score: L_score = 0
   assert m["reference"]["min_frac_new"] >= 0.6           # exact sampler: new samples
   # 300 steps on N = 2 points: the nets copy them (training at tiny size).
   for c in m["cells"]:
     if c["arch"] == "mlp" and c["n"] == 2:
       assert c["frac_copy"] >= 0.9 and c["regime"] == "memorization", c
-  assert m["checks"]["memorizes_at_smallest_n"]
+  mlp = m["archs"]["mlp"]
+  assert mlp["checks"]["memorizes_at_smallest_n"]
   for c in m["cells"]:
     assert 0.0 <= c["frac_new"] <= c["frac_on_support"] <= 1.0
     assert c["l_score_rel"] > 1e-3 and math.isfinite(c["l_score"])
     assert c["regime"] in score_metrics.REGIMES
-  assert np.asarray(m["matrices"]["frac_new"]).shape == (len(s.ns), len(s.ranks))
-  assert set(m["checks"]) == {"memorizes_at_smallest_n", "generalizes_at_largest_n",
-                              "boundary_grows_with_r", "exponent_near_one",
-                              "score_error_falls_with_n"}
-  # Verdicts are data: one per check, reproduced exactly when the check passed.
+  assert np.asarray(mlp["matrices"]["frac_new"]).shape == (len(s.ns), len(s.ranks))
+  # Every fraction's CI holds its point value; N* has one CI per rank.
+  for f in ("frac_new", "frac_copy"):
+    ci = np.asarray(mlp["matrices_ci"][f], float)
+    point = np.asarray(mlp["matrices"][f], float)
+    assert ci.shape == point.shape + (2,)
+    assert np.all(ci[..., 0] <= point + 1e-6) and np.all(point <= ci[..., 1] + 1e-6)
+  assert np.asarray(mlp["boundaries"]["generalize"]["n_star_ci"]).shape == (len(s.ranks), 2)
+  assert set(mlp["checks"]) == {"memorizes_at_smallest_n", "generalizes_at_largest_n",
+                                "boundary_grows_with_r", "exponent_linear",
+                                "score_error_falls_with_n"}
+  # Verdicts are data: one per check and architecture, reproduced exactly when
+  # the check passed.
   vs = verdicts.from_dicts(m["verdicts"])
-  assert [v.verdict == "reproduced" for v in vs] == list(m["checks"].values())
-  assert vs[0].measured["frac_copy"] == m["matrices"]["frac_copy"][0]
+  checks = [v for a in s.archs() for v in m["archs"][a]["checks"].values()]
+  assert [v.verdict == "reproduced" for v in vs] == checks
+  assert vs[0].measured["frac_copy"] == mlp["matrices"]["frac_copy"][0]
   # The complete training settings of each architecture are recorded.
   config = json.loads((workdir / "config.json").read_text())
   assert config["mlp"]["optim"]["learning_rate"] == 3e-3
   assert config["unet"]["train"]["num_steps"] == 20
   report = (workdir / "report.md").read_text()
-  assert "**Verdict.**" in report and "phase_diagram.png" in report
+  assert "**Verdict.**" in report and "boundary.png" in report
   assert "| claim | verdict | criterion | measured |" in report

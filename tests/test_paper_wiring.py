@@ -37,10 +37,13 @@ TINY = {
                                 random_ns=(2,), random_restarts=2, kss_iters=2,
                                 kss_restarts=1),
     "molrg_networks": dict(
-        dim=12, image_shape=(2, 2, 3), ranks=(2, 3), ns=(2, 8), num_seeds=1,
-        mlp=dict(model=dict(hidden=16, emb_dim=8), train=dict(batch_size=4, **_TINY_TRAIN)),
+        dim=12, image_shape=(2, 2, 3), ranks=(2, 3), ns=(2, 8), bootstrap_resamples=20,
+        mlp=dict(model=dict(hidden=16, emb_dim=8), train=dict(batch_size=4, **_TINY_TRAIN),
+                 num_seeds=1),
         unet=dict(model=dict(width=8, emb_dim=8), train=dict(batch_size=4, **_TINY_TRAIN),
-                  cells=((2, 8),), num_seeds=1),
+                  num_seeds=1),
+        dit=dict(model=dict(width=8, depth=1, num_heads=2, patch_size=1, emb_dim=8),
+                 train=dict(batch_size=4, **_TINY_TRAIN), num_seeds=1),
         eval=dict(num_samples=8, steps=3, score_samples=16, score_sigmas=2)),
     "memorization_theory": dict(
         num_train=16, random_dim=16, cifar10_num_train=16, num_noises=4, steps=(2, 4),

@@ -126,7 +126,7 @@ def model_grid(sizes: Sequence[int], seeds: Sequence[int]):
 # Model fields added after groups were first trained: left out of the hash while
 # they hold their defaults, so every group trained before keeps its directory
 # (and is restored, not retrained).  Their defaults must therefore never change.
-_LATER_MODEL_FIELDS = ("patch_size", "num_heads", "mlp_ratio")
+_LATER_MODEL_FIELDS = ("patch_size", "num_heads", "mlp_ratio", "conv_impl")
 
 
 def _hashed_settings(cfg: TrainSettings) -> dict:

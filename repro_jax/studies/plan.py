@@ -351,13 +351,13 @@ def _models_jobs(s) -> list[NetworkJob]:
 
 
 def _molrg_jobs(s) -> list[NetworkJob]:
-  cells = len(s.ranks) * len(s.ns) * int(s.num_seeds)
-  jobs = [_network(molrg_networks.train_settings(s.mlp), (int(s.dim),), cells,
-                   f"×{len(s.ranks)} ranks ×{len(s.ns)} N ×{s.num_seeds} seeds")]
-  if s.unet.enabled and s.unet.cells:
-    jobs.append(_network(molrg_networks.train_settings(s.unet), tuple(s.image_shape),
-                         len(s.unet.cells) * int(s.unet.num_seeds),
-                         f"×{len(s.unet.cells)} cells ×{s.unet.num_seeds} seeds"))
+  jobs = []
+  for name in s.archs():
+    arch = getattr(s, name)
+    shape = tuple(s.image_shape) if arch.image_view else (int(s.dim),)
+    cells = len(s.ranks) * len(s.ns) * int(arch.num_seeds)
+    jobs.append(_network(molrg_networks.train_settings(arch), shape, cells,
+                         f"×{len(s.ranks)} ranks ×{len(s.ns)} N ×{arch.num_seeds} seeds"))
   return jobs
 
 

@@ -24,7 +24,7 @@ from repro_jax import validation
 from repro_jax.networks.models import conv as conv_lib
 
 EMBEDDINGS = ("sinusoidal", "fourier")
-CONV_GRADS = ("canonical", "xla")
+CONV_IMPLS = ("canonical", "xla", "im2col")
 _FOURIER_SCALE = 16.0
 
 
@@ -96,19 +96,25 @@ class NoiseEmbedding(nnx.Module):
 
 
 def conv(cin: int, cout: int, kernel: int = 3, *, strides: int = 1, zero_init: bool = False,
-         grads: str = "canonical", rngs: nnx.Rngs) -> nnx.Conv:
-  """`nnx.Conv` (SAME padding), its gradients canonical convolutions or XLA's autodiff.
+         impl: str = "canonical", rngs: nnx.Rngs) -> nnx.Conv:
+  """`nnx.Conv` (SAME padding) computed the way `impl` (one of `CONV_IMPLS`) says.
 
-  `grads="canonical"` swaps in `conv.conv_general_dilated`: the parameters
-  (`kernel [k, k, cin, cout]`, `bias [cout]`), their initializers and the
-  forward pass are those of a plain `nnx.Conv`; only the backward pass differs
-  (much faster inside a `lax.scan` on XLA:CPU).
+  The parameters (`kernel [k, k, cin, cout]`, `bias [cout]`), their
+  initializers and the outputs are those of a plain `nnx.Conv` for every
+  `impl`; only how XLA computes them differs:
+  `"xla"`: XLA's convolution and autodiff's gradients (the plain `nnx.Conv`);
+  `"canonical"`: `conv.conv_general_dilated`, gradients as canonical
+  convolutions (much faster inside a `lax.scan` on XLA:CPU);
+  `"im2col"`: `conv.im2col_conv_general_dilated`, patches × kernel matrix
+  (fast when many models are vmapped on XLA:CPU; small images only).
   """
-  if grads not in CONV_GRADS:
-    raise validation.unknown_name("convolution gradients", grads, CONV_GRADS)
+  if impl not in CONV_IMPLS:
+    raise validation.unknown_name("convolution implementation", impl, CONV_IMPLS)
   kw = {"kernel_init": nnx.initializers.zeros_init()} if zero_init else {}
-  if grads == "canonical":
+  if impl == "canonical":
     kw["conv_general_dilated"] = conv_lib.conv_general_dilated
+  elif impl == "im2col":
+    kw["conv_general_dilated"] = conv_lib.im2col_conv_general_dilated
   return nnx.Conv(cin, cout, (kernel, kernel), strides=strides, rngs=rngs, **kw)
 
 
@@ -116,13 +122,13 @@ class ResBlock(nnx.Module):
   """DDPM++ residual block: GN-SiLU-conv, + emb, GN-SiLU-dropout-conv; skip / √2."""
 
   def __init__(self, cin: int, cout: int, emb_dim: int, *, groups: int,
-               dropout_rate: float, conv_grads: str = "canonical", rngs: nnx.Rngs):
+               dropout_rate: float, conv_impl: str = "canonical", rngs: nnx.Rngs):
     self.norm0 = nnx.GroupNorm(cin, num_groups=groups, rngs=rngs)
-    self.conv0 = conv(cin, cout, grads=conv_grads, rngs=rngs)
+    self.conv0 = conv(cin, cout, impl=conv_impl, rngs=rngs)
     self.emb = nnx.Linear(emb_dim, cout, rngs=rngs)
     self.norm1 = nnx.GroupNorm(cout, num_groups=groups, rngs=rngs)
-    self.conv_out = conv(cout, cout, zero_init=True, grads=conv_grads, rngs=rngs)
-    self.skip = (conv(cin, cout, 1, grads=conv_grads, rngs=rngs) if cin != cout
+    self.conv_out = conv(cout, cout, zero_init=True, impl=conv_impl, rngs=rngs)
+    self.skip = (conv(cin, cout, 1, impl=conv_impl, rngs=rngs) if cin != cout
                  else None)
     self.dropout_rate = dropout_rate
 
@@ -155,8 +161,8 @@ class AttnBlock(nnx.Module):
 class Downsample(nnx.Module):
   """Stride-2 3×3 convolution: `[B, H, W, C]` → `[B, H/2, W/2, C]`."""
 
-  def __init__(self, channels: int, *, conv_grads: str = "canonical", rngs: nnx.Rngs):
-    self.conv = conv(channels, channels, strides=2, grads=conv_grads, rngs=rngs)
+  def __init__(self, channels: int, *, conv_impl: str = "canonical", rngs: nnx.Rngs):
+    self.conv = conv(channels, channels, strides=2, impl=conv_impl, rngs=rngs)
 
   def __call__(self, x):
     return self.conv(x)
@@ -165,8 +171,8 @@ class Downsample(nnx.Module):
 class Upsample(nnx.Module):
   """Nearest-neighbour ×2 then 3×3 convolution."""
 
-  def __init__(self, channels: int, *, conv_grads: str = "canonical", rngs: nnx.Rngs):
-    self.conv = conv(channels, channels, grads=conv_grads, rngs=rngs)
+  def __init__(self, channels: int, *, conv_impl: str = "canonical", rngs: nnx.Rngs):
+    self.conv = conv(channels, channels, impl=conv_impl, rngs=rngs)
 
   def __call__(self, x):
     x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)

@@ -66,8 +66,10 @@ class UNet(nnx.Module):
     norm_groups: GroupNorm groups (must divide every channel count).
     embedding: `"sinusoidal"` or `"fourier"` noise embedding.
     num_classes: > 0 adds a class embedding (labels `[B]`, −1 = none).
-    conv_grads: `"canonical"` (gradients as canonical NHWC/HWIO convolutions,
-      `models.conv`) or `"xla"` (autodiff's); same parameters and outputs.
+    conv_impl: how the convolutions are computed (`layers.CONV_IMPLS`):
+      `"canonical"` (gradients as canonical NHWC/HWIO convolutions,
+      `models.conv`), `"xla"` (autodiff's) or `"im2col"` (patches × matrix,
+      for many vmapped models on CPU); same parameters and outputs.
     rngs: parameter initialization.
   """
 
@@ -75,7 +77,7 @@ class UNet(nnx.Module):
                ch_mult: Sequence[int] = (1, 2), num_res_blocks: int = 1,
                attn_resolutions: Sequence[int] = (4,), dropout: float = 0.0,
                norm_groups: int = 8, embedding: str = "sinusoidal",
-               num_classes: int = 0, conv_grads: str = "canonical", rngs: nnx.Rngs):
+               num_classes: int = 0, conv_impl: str = "canonical", rngs: nnx.Rngs):
     ch_mult, attn_resolutions = tuple(ch_mult), tuple(attn_resolutions)
     check_unet_args(image_shape, width, ch_mult, attn_resolutions, norm_groups,
                     num_res_blocks, dropout)
@@ -86,8 +88,8 @@ class UNet(nnx.Module):
     self.embed = layers.NoiseEmbedding(width, kind=embedding, num_classes=num_classes,
                                        rngs=rngs)
     emb = self.embed.out_dim
-    kw = dict(groups=norm_groups, dropout_rate=dropout, conv_grads=conv_grads, rngs=rngs)
-    self.conv_in = layers.conv(c_in, width, grads=conv_grads, rngs=rngs)
+    kw = dict(groups=norm_groups, dropout_rate=dropout, conv_impl=conv_impl, rngs=rngs)
+    self.conv_in = layers.conv(c_in, width, impl=conv_impl, rngs=rngs)
 
     down, down_attn, downsample, skips = [], [], [], [width]
     ch = width
@@ -100,7 +102,7 @@ class UNet(nnx.Module):
                          if res in attn_resolutions else None)
         skips.append(ch)
       if i < self.num_levels - 1:
-        downsample.append(layers.Downsample(ch, conv_grads=conv_grads, rngs=rngs))
+        downsample.append(layers.Downsample(ch, conv_impl=conv_impl, rngs=rngs))
         skips.append(ch)
     self.down = nnx.List(down)
     self.down_attn = nnx.List(down_attn)
@@ -119,13 +121,13 @@ class UNet(nnx.Module):
         up_attn.append(layers.AttnBlock(ch, groups=norm_groups, rngs=rngs)
                        if res in attn_resolutions else None)
       if i > 0:
-        upsample.append(layers.Upsample(ch, conv_grads=conv_grads, rngs=rngs))
+        upsample.append(layers.Upsample(ch, conv_impl=conv_impl, rngs=rngs))
     self.up = nnx.List(up)
     self.up_attn = nnx.List(up_attn)
     self.upsample = nnx.List(upsample)
 
     self.norm_out = nnx.GroupNorm(ch, num_groups=norm_groups, rngs=rngs)
-    self.conv_out = layers.conv(ch, c_in, zero_init=True, grads=conv_grads, rngs=rngs)
+    self.conv_out = layers.conv(ch, c_in, zero_init=True, impl=conv_impl, rngs=rngs)
 
   def __call__(self, x, c, labels=None, key=None):
     """`x [B, H, W, C]`, `c [B]`, `labels [B]` or None, dropout `key` or None → `[B, H, W, C]`."""

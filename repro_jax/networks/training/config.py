@@ -14,6 +14,7 @@ from repro_jax import settings as settings_lib
 from repro_jax import validation
 from repro_jax import data as data_lib
 from repro_jax.networks import models
+from repro_jax.networks.models import layers
 from repro_jax.diffusion import schedules
 from repro_jax.networks.training.settings import MODEL_FIELDS
 from repro_jax.networks.training.settings import TrainSettings
@@ -86,6 +87,9 @@ def check_config(cfg: TrainSettings) -> None:
   if cfg.model.name not in models.MODELS:
     raise validation.unknown_name("model (config.model.name)", cfg.model.name, models.MODELS)
   _check_dit(cfg.model, None)
+  if cfg.model.name == "unet" and cfg.model.conv_impl not in layers.CONV_IMPLS:
+    raise validation.unknown_name("convolution implementation (config.model.conv_impl)",
+                                  cfg.model.conv_impl, layers.CONV_IMPLS)
   d = cfg.diffusion
   if d.parameterization not in models.PARAMETERIZATIONS:
     raise validation.unknown_name("parameterization (config.diffusion.parameterization)",
@@ -148,13 +152,15 @@ def num_devices(cfg, available: int) -> int:
 
 
 def step_loop(cfg) -> str:
-  """`train.step_loop`, with "auto" = "python" for the U-Net on a CPU, else "scan".
+  """`train.step_loop`, with "auto" = "python" for a U-Net with `conv_impl="xla"`
+  on a CPU, else "scan".
 
   XLA:CPU runs autodiff's convolution gradients 20–40× slower inside a
   `lax.scan` (jax-ml/jax#12868); the U-Net's convolutions write theirs as
   canonical convolutions (`models.conv`), with which a scanned U-Net step is as
   fast as a looped one (`benchmarks/bench_training.py`), but a model built with
-  `conv_grads="xla"` still needs the loop; small MLPs gain from the scan.  The DiT
+  `conv_impl="xla"` still needs the loop; `"im2col"` has no convolution; small
+  MLPs gain from the scan.  The DiT
   has no convolution (its patches are cut by reshapes): a width-64 DiT on 8×8
   digits takes 42 ms a step either way on a 2-core CPU, a width-32 one 17 ms in
   the scan and 20 ms in the loop.
@@ -164,7 +170,8 @@ def step_loop(cfg) -> str:
     raise validation.unknown_name("step loop (config.train.step_loop)", loop, STEP_LOOPS)
   if loop == "auto":
     import jax
-    return "python" if cfg.model.name == "unet" and jax.default_backend() == "cpu" else "scan"
+    xla_conv = cfg.model.name == "unet" and cfg.model.conv_impl == "xla"
+    return "python" if xla_conv and jax.default_backend() == "cpu" else "scan"
   return loop
 
 

@@ -50,12 +50,13 @@ class ModelSettings:
   patch_size: int = 2                   # dit: p×p patches are its tokens (p divides H, W)
   num_heads: int = 4                    # dit: attention heads (divide width)
   mlp_ratio: float = 4.0                # dit: MLP hidden features per token feature
+  conv_impl: str = "canonical"          # unet: canonical | xla | im2col (layers.CONV_IMPLS)
 
 
 # The fields each model is built from (`models.build(name, shape, key, **options)`).
 MODEL_FIELDS = {
     "unet": ("width", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout",
-             "norm_groups", "embedding", "num_classes"),
+             "norm_groups", "embedding", "num_classes", "conv_impl"),
     "mlp": ("hidden", "depth", "emb_dim", "dropout", "embedding", "num_classes"),
     "dit": ("width", "depth", "patch_size", "num_heads", "mlp_ratio", "emb_dim", "dropout",
             "embedding", "num_classes"),
