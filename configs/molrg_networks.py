@@ -4,9 +4,10 @@ Run:
   python -m experiments.molrg_networks --config=configs/molrg_networks.py:cpu \
       --workdir=results/molrg_networks
 
-Variants: `cpu` (default: 24 MLP cells in one vmapped program + a 4-cell U-Net
-check; a few minutes on 2 CPU cores), `smoke` (seconds, for tests), `paper`
-(GPU: U-Net and MLP on the full, finer grid with 3 seeds).
+Variants: `cpu` (default: 5 ranks × 11 N; 165 MLPs (3 seeds), 55 U-Nets and
+55 DiTs (1 seed), each architecture in one vmapped program; about 24 minutes
+on 2 CPU cores), `smoke` (seconds, for tests), `paper` (GPU: 6 ranks × 17 N,
+3 seeds of every architecture).
 Fields, training settings of each architecture and criteria:
 `repro_jax.studies.molrg_networks.Settings`.
 """
