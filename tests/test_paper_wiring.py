@@ -63,6 +63,14 @@ TINY = {
         matrix_sizes=(4, 8), matrix_seeds=(0, 1), halves_sizes=(4,), halves_seeds=(0,),
         samplers=(("Heun", "heun", 2),), bootstrap_resamples=20, convergence_members=(0, 1),
         convergence_size=4, convergence_steps=(1, 2), onset_sizes=(4,), **_TINY_ZOO_STUDY),
+    "jacobian_rank": dict(
+        zoo=_TINY_ZOO, digits_members=(("U-Net", "unet", 8, "eps"),), digits_sizes=(4, 8),
+        digits_seeds=(0,), ts=(0.02, 0.7), mid_ts=(0.7,),
+        num_points=2, topk=4, check_k=2, chunk=2, bootstrap_resamples=20,
+        molrg=dict(widths=(8,), sizes=(4, 8), seeds=(0,),
+                   train=dict(data=dict(molrg=dict(dim=12, rank=2, num_points=64)),
+                              model=dict(emb_dim=8), optim=dict(warmup_steps=1),
+                              train=dict(batch_size=4, **_TINY_TRAIN)))),
 }
 
 

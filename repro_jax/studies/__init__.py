@@ -24,4 +24,5 @@ STUDIES: tuple[str, ...] = (
     "reproducibility_regimes",
     "reproducibility_across_samplers",
     "reproducibility_across_models",
+    "jacobian_rank",
 )

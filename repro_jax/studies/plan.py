@@ -42,6 +42,7 @@ from repro_jax.networks.training.settings import LoopSettings
 from repro_jax.networks.training.settings import TrainSettings
 from repro_jax.networks.training.settings import WIDTH_FIELD
 from repro_jax.studies import common
+from repro_jax.studies import jacobian_rank
 from repro_jax.studies import molrg_networks
 from repro_jax.studies import pca_equivalence
 from repro_jax.studies import reproducibility_across_models
@@ -361,6 +362,18 @@ def _molrg_jobs(s) -> list[NetworkJob]:
   return jobs
 
 
+def _jacobian_jobs(s) -> list[NetworkJob]:
+  """The digits members (shared with `reproducibility_across_models`) and the MoLRG group."""
+  shape, mz = data_shape(s.zoo.train.data), s.molrg
+  grid = f"×{len(s.digits_sizes)} sizes ×{len(s.digits_seeds)} seeds"
+  jobs = [_network(jacobian_rank.member_config(s, m), shape,
+                   len(s.digits_sizes) * len(s.digits_seeds), grid) for m in s.digits_members]
+  molrg_grid = f"×{len(mz.sizes)} sizes ×{len(mz.seeds)} seeds"
+  jobs += [_network(model_zoo.train_config(mz, w), data_shape(mz.train.data),
+                    len(mz.sizes) * len(mz.seeds), molrg_grid) for w in mz.widths]
+  return jobs
+
+
 def _lowrank(what, cfg, seeds, ns, ranks, dim, k=1, float64=False, repeat=1):
   cells = int(seeds) * len(ns) * len(ranks) * repeat
   return LowrankJob(f"K={k} rank≤{max(ranks)} bases in D={dim}, {what}", cfg, cells,
@@ -404,6 +417,7 @@ JOBS = {
     "reproducibility_regimes": _zoo_jobs,
     "reproducibility_across_samplers": _zoo_jobs,
     "reproducibility_across_models": _models_jobs,
+    "jacobian_rank": _jacobian_jobs,
 }
 
 
