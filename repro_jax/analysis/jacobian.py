@@ -100,8 +100,31 @@ def jacobian(denoise, x, sigma, *, chunk_size: int | None = None) -> jax.Array:
 
 
 def _orth(y):
-  """Orthonormal basis of the columns of `y [B, D, l]` (reduced QR)."""
-  return jnp.linalg.qr(y)[0]
+  """Orthonormal basis of the columns of `y [B, D, l]`, column by column (classical
+  Gram–Schmidt, each column projected twice: orthogonal to round-off, like a
+  Householder QR); a column left with under `l · eps` of its norm is numerically
+  in the span of the previous ones and becomes 0.
+
+  Written as matrix–vector products in XLA rather than a LAPACK QR of the tall
+  block: jaxlib's LAPACK runs OpenBLAS threads that compete with XLA's for the
+  cores (several times slower on a small CPU machine), and a Gram-matrix
+  (Cholesky-like) QR loses the directions below `sqrt(eps)` of the largest,
+  which float32 rank ratios at τ = 1e-3 need.
+  """
+  l = y.shape[-1]
+  tol = l * jnp.finfo(y.dtype).eps
+
+  def column(j, q):
+    v0 = jax.lax.dynamic_index_in_dim(y, j, axis=2, keepdims=False)          # [B, D]
+    v = v0
+    for _ in range(2):
+      v = v - jnp.einsum("bdk,bk->bd", q, jnp.einsum("bdk,bd->bk", q, v))
+    n = jnp.linalg.norm(v, axis=1, keepdims=True)
+    keep = n > tol * jnp.linalg.norm(v0, axis=1, keepdims=True)
+    v = jnp.where(keep, v / jnp.where(keep, n, 1.0), 0.0)
+    return jax.lax.dynamic_update_index_in_dim(q, v, j, axis=2)
+
+  return jax.lax.fori_loop(0, l, column, jnp.zeros_like(y))
 
 
 def _check_svd_args(k: int, oversample: int, power_iters: int, dim_in: int) -> None:
@@ -142,15 +165,19 @@ def randomized_svd(matvec: RowMap, rmatvec: RowMap, batch: int, dim_in: int, key
   omega = jax.random.normal(key, (batch, dim_in, l), dtype)
   y = apply(omega)                                             # [B, D_out, l]
 
-  def power(_, y):
-    return apply(_orth(apply_t(_orth(y))))
-
-  y = jax.lax.fori_loop(0, power_iters, power, y)
+  # A few (static) steps, unrolled: in a `fori_loop` XLA:CPU ran each step about
+  # 4× slower than the same products outside it (benchmarks/bench_jacobian.py).
+  for _ in range(power_iters):
+    y = apply(_orth(apply_t(_orth(y))))
   q = _orth(y)                                                 # [B, D_out, l]
   bt = apply_t(q)                                              # [B, D_in, l] = Aᵀ Q
-  ub, s, vt = jnp.linalg.svd(jnp.swapaxes(bt, 1, 2), full_matrices=False)   # Qᵀ A = ub s vt
-  u = q @ ub
-  return TopSingular(u[..., :k], s[..., :k], jnp.swapaxes(vt, 1, 2)[..., :k])
+  # Aᵀ Q = Q2 R (R = Q2ᵀ Aᵀ Q, l × l), so Qᵀ A = Rᵀ Q2ᵀ and the SVD Rᵀ = Ũ S Ṽᵀ
+  # gives u = Q Ũ, v = Q2 Ṽ: LAPACK's SVD of an l × l matrix only.
+  q2 = _orth(bt)
+  r = jnp.swapaxes(q2, 1, 2) @ bt                              # [B, l, l]
+  ub, s, vt = jnp.linalg.svd(jnp.swapaxes(r, 1, 2))
+  u, v = q @ ub, q2 @ jnp.swapaxes(vt, 1, 2)
+  return TopSingular(u[..., :k], s[..., :k], v[..., :k])
 
 
 def top_singular(denoise, x, sigma, key, k: int, *, oversample: int = 8,

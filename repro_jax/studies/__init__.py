@@ -25,4 +25,5 @@ STUDIES: tuple[str, ...] = (
     "reproducibility_across_samplers",
     "reproducibility_across_models",
     "jacobian_rank",
+    "loco_edit",
 )

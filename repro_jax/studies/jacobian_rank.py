@@ -95,7 +95,7 @@ class Settings:
   zoo: model_zoo.ZooSettings = dataclasses.field(
       default_factory=lambda: _zoo_study.zoo_settings("cpu"))
   digits_members: tuple[tuple[str, str, int, str], ...] = (
-      ("MLP", "mlp", 128, "edm"), ("DiT", "dit", 32, "edm"))
+      ("MLP EDM", "mlp", 128, "edm"), ("DiT EDM", "dit", 32, "edm"))
   digits_sizes: tuple[int, ...] = (16, 1797)
   digits_seeds: tuple[int, ...] = (0, 1, 2)
   # MoLRG: its own small zoo (memorization N, generalization N).
@@ -160,14 +160,15 @@ class Settings:
 _VARIANTS = {
     "cpu": {},
     "smoke": dict(
-        zoo=_zoo_study.zoo_settings("smoke"), digits_members=(("MLP", "mlp", 16, "edm"),),
+        zoo=_zoo_study.zoo_settings("smoke"), digits_members=(("MLP EDM", "mlp", 16, "edm"),),
         digits_sizes=(8, 32), digits_seeds=(0, 1),
         molrg=_molrg_zoo("smoke"), ts=(0.02, 0.3, 0.7), mid_ts=(0.7,), num_points=4,
         check_k=3, bootstrap_resamples=50),
     # CIFAR-10 U-Nets (the zoo's paper grid): D = 3072, so the top `topk`
     # singular values matrix-free; the rank saturates at topk / D.
     "paper": dict(zoo=_zoo_study.zoo_settings("paper"),
-                  digits_members=(("U-Net", "unet", 128, "eps"), ("DiT", "dit", 256, "eps")),
+                  digits_members=(("U-Net VP-eps", "unet", 128, "eps"),
+                                  ("DiT VP-eps", "dit", 256, "eps")),
                   digits_sizes=(64, 32768), topk=256, num_points=64, chunk=16),
 }
 
@@ -246,7 +247,7 @@ def member_group(s: Settings, member, ds: data_lib.Dataset) -> model_zoo.Group:
                                 data_shape=ds.data_shape)
 
 
-def _network_stack(group: model_zoo.Group, n: int) -> tuple[denoiser_lib.Denoiser, int]:
+def network_stack(group: model_zoo.Group, n: int) -> tuple[denoiser_lib.Denoiser, int]:
   """The models of size n in a zoo group, stacked (every seed)."""
   idx = np.nonzero(group.sizes == int(n))[0]
   return training.stacked_denoiser(group.trainer, group.params[idx]), len(idx)
@@ -294,7 +295,7 @@ def measure(s: Settings, ctx) -> dict:
                 jnp.asarray(np.cov(x_flat, rowvar=False), jnp.float32)), 1)}
   for label, g in groups.items():
     for n in (n_mem, n_gen):
-      digits[f"{label} N={n}"] = _network_stack(g, n)
+      digits[f"{label} N={n}"] = network_stack(g, n)
   x0_d, eps_d, _ = _points(jax.random.fold_in(key, 1), ds, int(s.num_points))
 
   # MoLRG.
@@ -308,8 +309,8 @@ def measure(s: Settings, ctx) -> dict:
   molrg = {"exact MoLRG": (denoiser_lib.molrg(bases), 1),
            f"ε* N={m_mem}": (denoiser_lib.empirical(mds.x[msub[m_mem]]), 1),
            f"ε* N={m_gen}": (denoiser_lib.empirical(mds.x[msub[m_gen]]), 1),
-           f"MLP N={m_mem}": _network_stack(mgroup, m_mem),
-           f"MLP N={m_gen}": _network_stack(mgroup, m_gen)}
+           f"MLP N={m_mem}": network_stack(mgroup, m_mem),
+           f"MLP N={m_gen}": network_stack(mgroup, m_gen)}
   held = _heldout(mds, msub[max(m_mem, m_gen)])
   x0_m, eps_m, _ = _points(jax.random.fold_in(key, 2), held, int(s.num_points))
 

@@ -366,8 +366,11 @@ def _jacobian_jobs(s) -> list[NetworkJob]:
   """The digits members (shared with `reproducibility_across_models`) and the MoLRG group."""
   shape, mz = data_shape(s.zoo.train.data), s.molrg
   grid = f"×{len(s.digits_sizes)} sizes ×{len(s.digits_seeds)} seeds"
+  # Described as `reproducibility_across_models` describes its members, so that
+  # the table marks them shared (`_identity`).
   jobs = [_network(jacobian_rank.member_config(s, m), shape,
-                   len(s.digits_sizes) * len(s.digits_seeds), grid) for m in s.digits_members]
+                   len(s.digits_sizes) * len(s.digits_seeds), f"{m[0]}: {grid}")
+          for m in s.digits_members]
   molrg_grid = f"×{len(mz.sizes)} sizes ×{len(mz.seeds)} seeds"
   jobs += [_network(model_zoo.train_config(mz, w), data_shape(mz.train.data),
                     len(mz.sizes) * len(mz.seeds), molrg_grid) for w in mz.widths]
@@ -418,6 +421,7 @@ JOBS = {
     "reproducibility_across_samplers": _zoo_jobs,
     "reproducibility_across_models": _models_jobs,
     "jacobian_rank": _jacobian_jobs,
+    "loco_edit": _jacobian_jobs,
 }
 
 
