@@ -26,6 +26,9 @@ _TINY_ZOO = dict(
 _TINY_ZOO_STUDY = dict(num_noises=4, chunk=4, calib_pairs=8,
                        descriptor=dict(width=4, dim=8, steps=2, batch=8, warmup=0, chunk=2))
 
+# The low-dim studies' networks, tiny: an MLP on the CIFAR-10 images (their
+# wiring is tested here; the U-Net's Jacobians are tested in test_jacobian.py).
+_TINY_MEMBERS = (("MLP", "mlp", 8, "eps"),)
 # The MoLRG networks of jacobian_rank and loco_edit, tiny.
 _TINY_MOLRG = dict(widths=(8,), sizes=(4, 8), seeds=(0,),
                    train=dict(data=dict(molrg=dict(dim=12, rank=2, num_points=64)),
@@ -70,15 +73,18 @@ TINY = {
         samplers=(("Heun", "heun", 2),), bootstrap_resamples=20, convergence_members=(0, 1),
         convergence_size=4, convergence_steps=(1, 2), onset_sizes=(4,), **_TINY_ZOO_STUDY),
     "jacobian_rank": dict(
-        zoo=_TINY_ZOO, digits_members=(("U-Net", "unet", 8, "eps"),), digits_sizes=(4, 8),
+        zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8),
         digits_seeds=(0,), ts=(0.02, 0.7), mid_ts=(0.7,),
         num_points=2, topk=4, check_k=2, chunk=2, bootstrap_resamples=20,
         molrg=_TINY_MOLRG),
     "loco_edit": dict(
-        zoo=_TINY_ZOO, digits_members=(("U-Net", "unet", 8, "eps"),), digits_sizes=(4, 8),
+        zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8),
         digits_seeds=(0,), num_images=2, steps=3, k=2, null_k=2, topk=3, figure_images=1,
         bootstrap_resamples=20, molrg_region=4, molrg_null_k=2,
         molrg=_TINY_MOLRG),
+    "watermark": dict(
+        zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8),
+        digits_seeds=(0,), num_images=2, steps=3, range_k=4, bootstrap_resamples=20),
 }
 
 

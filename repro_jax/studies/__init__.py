@@ -26,4 +26,5 @@ STUDIES: tuple[str, ...] = (
     "reproducibility_across_models",
     "jacobian_rank",
     "loco_edit",
+    "watermark",
 )

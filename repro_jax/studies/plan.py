@@ -362,19 +362,24 @@ def _molrg_jobs(s) -> list[NetworkJob]:
   return jobs
 
 
-def _jacobian_jobs(s) -> list[NetworkJob]:
-  """The digits members (shared with `reproducibility_across_models`) and the MoLRG group."""
-  shape, mz = data_shape(s.zoo.train.data), s.molrg
+def _member_jobs(s) -> list[NetworkJob]:
+  """The digits members of the low-dim studies (the cross-model matrix's networks)."""
+  shape = data_shape(s.zoo.train.data)
   grid = f"×{len(s.digits_sizes)} sizes ×{len(s.digits_seeds)} seeds"
   # Described as `reproducibility_across_models` describes its members, so that
   # the table marks them shared (`_identity`).
-  jobs = [_network(jacobian_rank.member_config(s, m), shape,
+  return [_network(jacobian_rank.member_config(s, m), shape,
                    len(s.digits_sizes) * len(s.digits_seeds), f"{m[0]}: {grid}")
           for m in s.digits_members]
+
+
+def _jacobian_jobs(s) -> list[NetworkJob]:
+  """The digits members and the MoLRG group."""
+  mz = s.molrg
   molrg_grid = f"×{len(mz.sizes)} sizes ×{len(mz.seeds)} seeds"
-  jobs += [_network(model_zoo.train_config(mz, w), data_shape(mz.train.data),
-                    len(mz.sizes) * len(mz.seeds), molrg_grid) for w in mz.widths]
-  return jobs
+  return _member_jobs(s) + [_network(model_zoo.train_config(mz, w), data_shape(mz.train.data),
+                                     len(mz.sizes) * len(mz.seeds), molrg_grid)
+                            for w in mz.widths]
 
 
 def _lowrank(what, cfg, seeds, ns, ranks, dim, k=1, float64=False, repeat=1):
@@ -422,6 +427,7 @@ JOBS = {
     "reproducibility_across_models": _models_jobs,
     "jacobian_rank": _jacobian_jobs,
     "loco_edit": _jacobian_jobs,
+    "watermark": _member_jobs,
 }
 
 
