@@ -157,6 +157,42 @@ def test_ddim_eta_matches_numpy_transcription_on_ddpm_table(x64):
   np.testing.assert_allclose(out, z_t, rtol=1e-9, atol=1e-10)
 
 
+def test_ddim_beta_variance_is_ddpm_posterior_mean_plus_beta_noise(x64):
+  """σ̂ row: DDPM's posterior mean μ̃ (written with β, ᾱ; Ho et al. eq. 7) plus
+  sqrt(β) noise, β = 1 − ᾱ_t/ᾱ_{t−1} of the strided step, none on the last step."""
+  n, key = 6, jax.random.key(5)
+  sched = schedules.get_schedule("ddpm")
+  tau = (np.arange(n) * (1000 // n))[::-1]
+  abar = np.concatenate([sched.alpha_bars()[tau], [1.0]])
+  g = schedules.sigma_grid(sched, n, "leading")
+  z_t = np.sqrt(abar[0]) * (_Z * g[0])
+  for i in range(n):
+    a, a_prev = abar[i], abar[i + 1]
+    beta = 1.0 - a / a_prev
+    x0 = _np_gauss_x0(z_t / np.sqrt(a), g[i])
+    mean = (np.sqrt(a_prev) * beta / (1 - a) * x0
+            + np.sqrt(1 - beta) * (1 - a_prev) / (1 - a) * z_t)
+    z_t = mean + (np.sqrt(beta) * _np_noise(key, i, z_t.shape) if i < n - 1 else 0.0)
+  out = samplers.sample(_gauss(), _Z, g, sampler="ddim", variance="beta", key=key).samples
+  np.testing.assert_allclose(out, z_t, rtol=1e-9, atol=1e-10)
+  # Its noise is larger than η = 1's on every step but the last (same mean).
+  eta1 = samplers.sample(_gauss(), _Z, g, sampler="ddim", eta=1.0, key=key).samples
+  assert np.abs(np.asarray(out) - np.asarray(eta1)).max() > 1e-3
+
+
+def test_ddim_variance_option_is_checked():
+  g = _grid(4)
+  with pytest.raises(ValueError, match="variance"):
+    samplers.sample(_gauss(), _Z, g, sampler="ddim", variance="huge", key=jax.random.key(0))
+  with pytest.raises(ValueError, match="eta"):
+    samplers.sample(_gauss(), _Z, g, sampler="ddim", variance="beta", eta=0.5,
+                    key=jax.random.key(0))
+  with pytest.raises(ValueError, match="key"):
+    samplers.sample(_gauss(), _Z, g, sampler="ddim", variance="beta")
+  with pytest.raises(ValueError, match="deterministic"):
+    samplers.invert(_gauss(), _Z, g, sampler="ddim", variance="beta")
+
+
 def test_single_point_dataset_is_returned_exactly(x64):
   y = np.array([[0.3, -1.2, 2.5, 0.0]])
   den = denoiser.empirical(y)

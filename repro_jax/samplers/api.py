@@ -11,7 +11,7 @@ at σ_min.
 
 | name | update | options (default) |
 | --- | --- | --- |
-| `ddim` | DDIM-η in ᾱ coordinates (η = 0 deterministic, η = 1 DDPM) | `eta` (0) |
+| `ddim` | DDIM-η in ᾱ coordinates (η = 0 deterministic, η = 1 DDPM; `variance="beta"`: DDPM's σ̂² = β) | `eta` (0), `variance` (`eta`) |
 | `sigma_form` | σ-form family of the optimization view | `gamma` (1), `mu` (0) |
 | `ddpm` | σ-form stochastic DDPM update | `gamma` (1), `mu` (½) |
 | `gradient_estimation` | Algorithm 2 of the optimization view | `gamma` (2), `mu` (0) |
