@@ -13,6 +13,12 @@ the target is known exactly, so samples can be compared with it directly:
   frequencies with `π_k`;
 - the mean distance to the union of subspaces is `geometry.dist_subspaces`.
 
+Where the law is only known through data (digits), samples are compared with
+the data by the Fréchet distance between Gaussians fitted to features
+(`frechet_distance`; FID when the features are Inception's): the features
+here are pixels or the learned descriptor's.  `frechet_bootstrap` gives its
+replicates under the noise × seed bootstrap of `analysis.bootstrap`.
+
 Shapes: samples `[B, D]`, bases `[K, D, R]` (orthonormal columns; components of
 rank `r_k < R` pad with zero columns).
 """
@@ -151,3 +157,99 @@ def covariance_error(x, bases, weights=None) -> CovarianceError:
   pi = (jnp.full((k,), 1.0 / k) if weights is None
         else jnp.asarray(weights) / jnp.sum(jnp.asarray(weights)))
   return CovarianceError(err, jnp.mean(err), jnp.max(jnp.abs(mom.fractions - pi)))
+
+
+# Fréchet distance ------------------------------------------------------------------
+
+class GaussianFit(NamedTuple):
+  """Mean `[F]`, covariance `[F, F]` (float64) and the symmetric square root of
+  the covariance (the reference side of `frechet_distance`)."""
+  mean: np.ndarray
+  cov: np.ndarray
+  cov_sqrt: np.ndarray
+
+
+def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
+  w, v = np.linalg.eigh(cov)
+  return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def gaussian_fit(features) -> GaussianFit:
+  """Mean and covariance (divisor n − 1) of `features [n, F]`, n ≥ 2, in float64."""
+  _check_cloud(features, "features")
+  f = np.asarray(features, np.float64)
+  if f.shape[0] < 2:
+    raise ValueError(f"`features` needs at least 2 rows; got {f.shape[0]}.")
+  cov = np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+  return GaussianFit(f.mean(0), cov, _psd_sqrt(cov))
+
+
+def _trace_sqrt_product(ref_sqrt: np.ndarray, cov: np.ndarray) -> np.ndarray:
+  """`tr sqrt(Σ_ref^{1/2} Σ Σ_ref^{1/2})` (= `tr sqrt(Σ_ref Σ)`) for `cov [..., F, F]`."""
+  m = ref_sqrt @ cov @ ref_sqrt
+  w = np.linalg.eigvalsh(0.5 * (m + np.swapaxes(m, -1, -2)))
+  return np.sum(np.sqrt(np.clip(w, 0.0, None)), axis=-1)
+
+
+def frechet_distance(mean, cov, ref: GaussianFit):
+  """Fréchet (2-Wasserstein) distance squared between `N(mean, cov)` and the
+  reference fit: `‖μ − μ_ref‖² + tr(Σ + Σ_ref − 2 (Σ_ref^{1/2} Σ Σ_ref^{1/2})^{1/2})`.
+
+  `mean [..., F]` and `cov [..., F, F]` may carry leading batch dimensions
+  (bootstrap replicates); float64 result of shape `[...]`.  This is the
+  quantity FID reports (in Inception features).
+  """
+  mean = np.asarray(mean, np.float64)
+  cov = np.asarray(cov, np.float64)
+  if mean.shape[-1:] != ref.mean.shape or cov.shape[-2:] != ref.cov.shape:
+    raise ValueError(f"feature dimension mismatch: mean {mean.shape}, cov {cov.shape}, "
+                     f"reference {ref.mean.shape}.")
+  d2 = np.sum(np.square(mean - ref.mean), axis=-1)
+  tr = np.trace(cov, axis1=-2, axis2=-1) + np.trace(ref.cov)
+  return d2 + tr - 2.0 * _trace_sqrt_product(ref.cov_sqrt, cov)
+
+
+@jax.jit
+def _weighted_moments(features, weights):
+  """Weighted mean `[R, F]` and covariance `[R, F, F]` of `features [n, F]` under
+  `weights [R, n]` (counts; unbiased with the frequency-weight divisor W − 1)."""
+  total = jnp.sum(weights, axis=1)
+  mean = weights @ features / total[:, None]
+  second = jnp.einsum("rn,nf,ng->rfg", weights, features, features)
+  cov = (second - total[:, None, None] * mean[:, :, None] * mean[:, None, :]) / (
+      total - 1.0)[:, None, None]
+  return mean, cov
+
+
+def frechet_bootstrap(features, ref: GaussianFit, noise_counts, model_counts, *,
+                      chunk: int = 64) -> tuple[float, np.ndarray]:
+  """Fréchet distance of samples to a reference, with bootstrap replicates.
+
+  Args:
+    features: `[K, B, F]`, model k's features of its sample from shared noise b.
+    ref: the reference fit (e.g. `gaussian_fit` of the data's features).
+    noise_counts: `[R, B]` how often each noise is drawn in each replicate
+      (`bootstrap.Resample.noise`; the same for every model: samples are paired).
+    model_counts: `[R, K]` how often each model is drawn (`Resample.models`).
+    chunk: replicates per call (memory `O(chunk · K · B)`).
+
+  Returns:
+    `(value, replicates [R])`: the distance of all `K · B` samples pooled, and
+    of each replicate's weighted pool.
+  """
+  f = np.asarray(features, np.float32)
+  if f.ndim != 3:
+    raise ValueError(f"`features` must be [K, B, F]; got shape {f.shape}.")
+  k, b, _ = f.shape
+  nc, mc = np.asarray(noise_counts, np.float32), np.asarray(model_counts, np.float32)
+  if nc.ndim != 2 or nc.shape[1] != b or mc.shape != (nc.shape[0], k):
+    raise ValueError(f"counts must be noise [R, {b}] and model [R, {k}]; got "
+                     f"{nc.shape} and {mc.shape}.")
+  value = float(frechet_distance(*gaussian_fit(f.reshape(k * b, -1))[:2], ref))
+  flat = jnp.asarray(f.reshape(k * b, -1))
+  reps = []
+  for lo in range(0, nc.shape[0], int(chunk)):
+    w = (mc[lo:lo + chunk, :, None] * nc[lo:lo + chunk, None, :]).reshape(-1, k * b)
+    mean, cov = _weighted_moments(flat, jnp.asarray(w))
+    reps.append(frechet_distance(np.asarray(mean), np.asarray(cov), ref))
+  return value, np.concatenate(reps)
