@@ -85,6 +85,12 @@ TINY = {
     "watermark": dict(
         zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8),
         digits_seeds=(0,), num_images=2, steps=3, range_k=4, bootstrap_resamples=20),
+    "ddim_table": dict(
+        zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8), digits_seeds=(0,),
+        molrg=_TINY_MOLRG, descriptor=_TINY_ZOO_STUDY["descriptor"], num_samples=8,
+        etas=(0.0, 1.0), steps=(2, 4), few_steps=(2,), consistency_steps=(2,),
+        consistency_from=2, interp_pairs=2, interp_points=3, interp_steps=2,
+        sw_projections=8, bootstrap_resamples=20),
 }
 
 

@@ -27,4 +27,5 @@ STUDIES: tuple[str, ...] = (
     "jacobian_rank",
     "loco_edit",
     "watermark",
+    "ddim_table",
 )

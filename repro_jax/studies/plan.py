@@ -428,6 +428,7 @@ JOBS = {
     "jacobian_rank": _jacobian_jobs,
     "loco_edit": _jacobian_jobs,
     "watermark": _member_jobs,
+    "ddim_table": _jacobian_jobs,
 }
 
 
