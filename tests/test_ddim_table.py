@@ -77,7 +77,7 @@ def test_bad_settings_stop_before_any_work():
 
 def test_basic_interval_is_reflected_around_the_plug_in_value():
   e = dt._basic(1.0, np.array([1.1, 1.2, 1.3, 1.4, 1.5]), 0.5)
-  assert e["value"] == 1.0 and e["bias"] == pytest.approx(0.3)
+  assert e["plugin"] == 1.0 and e["value"] == pytest.approx(0.7)
   np.testing.assert_allclose(e["ci"], [2 - 1.4, 2 - 1.2])
 
 

@@ -272,13 +272,19 @@ def sw_bootstrap(key, samples, ref, noise_counts, model_counts, *, num_projectio
 
 
 def _basic(value: float, reps, level: float) -> dict:
-  """Plug-in value, basic bootstrap interval and the replicates' bias."""
+  """Bias-corrected value `2v − mean(reps)`, the basic bootstrap interval
+  `[2v − q_hi, 2v − q_lo]` (both centred alike) and the plug-in value `v`.
+
+  A distance between samples and a law is biased upward by finite samples,
+  and resampling (duplicated points) adds about the same bias again: the
+  replicates sit above `v`, so percentile intervals would sit above the truth.
+  """
   reps = np.asarray(reps, np.float64)
   reps = reps[np.isfinite(reps)]
   a = (1.0 - level) / 2.0
   lo, hi = np.quantile(reps, a), np.quantile(reps, 1.0 - a)
-  return {"value": float(value), "ci": [float(2 * value - hi), float(2 * value - lo)],
-          "bias": float(np.mean(reps) - value)}
+  return {"value": float(2 * value - np.mean(reps)),
+          "ci": [float(2 * value - hi), float(2 * value - lo)], "plugin": float(value)}
 
 
 def _percentile(value: float, reps, level: float) -> dict:
@@ -392,7 +398,7 @@ def measure(s: Settings, ctx) -> dict:
   ds = data_lib.load_dataset(s.zoo.train.data)
   n_gen = int(s.digits_sizes[-1])
   mds = data_lib.load_dataset(s.molrg.train.data)
-  progress = ctx.progress(4 + 2 * len(s.digits_members) + 2)
+  progress = ctx.progress(4 + 2 * (len(s.digits_members) + 2))
 
   groups = {m[0]: jacobian_rank.member_group(s, m, ds) for m in s.digits_members}
   progress.step(f"digits networks ({', '.join(g.name for g in groups.values())})")
@@ -450,6 +456,10 @@ def measure(s: Settings, ctx) -> dict:
                                         res.models, num_projections=int(s.sw_projections)),
           s)
     row = {"num_models": m, "kind": kind, "trained": label != "MoLRG exact",
+           # Share of samples with a pixel beyond ±1.2 (digits; the data lie in [−1, 1]).
+           "out_of_range": ({r: {str(n): float(np.mean(np.max(np.abs(
+               cells[(r, n)].reshape(m * noise.shape[0], -1)), axis=1) > 1.2))
+               for n in s.steps} for r in s.rows} if kind == "digits" else None),
            "scores": {name: {"table": sc["table"], **_contrasts(sc["reps"], s)}
                       for name, sc in scores.items()},
            "consistency": _consistency(cells, s, res, clip=kind == "digits")}
@@ -527,10 +537,12 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
   # (b) the η = 1 / η = 0 gap closes.
   gaps = {f"{lab}, {name}": _r(sc["gap_ratio"]) for lab, name, sc in views}
   rows.append(verdicts_lib.judge(
-      all(np.isfinite(g[1][1]) and g[1][1] <= s.gap_ratio for g in gaps.values()),
+      all(np.isfinite(g[1][1]) and -s.gap_ratio <= g[1][0] and g[1][1] <= s.gap_ratio
+          for g in gaps.values()),
       claim="The gap between DDPM's sampler (η = 1) and DDIM (η = 0) closes as S grows",
-      criterion=f"gap(S={s_max}) / gap(S={s_min}) (gap = score(η=1) − score(η=0)): CI upper "
-                f"bound ≤ {s.gap_ratio:g} for every trained subject and score (the source: "
+      criterion=f"gap(S={s_max}) / gap(S={s_min}) (gap = score(η=1) − score(η=0)): CI within "
+                f"[−{s.gap_ratio:g}, {s.gap_ratio:g}] for every trained subject and score (a "
+                "negative ratio is a reversal, not a closed gap; the source: "
                 f"{(4.73 - 4.04) / (41.07 - 13.36):.3f})",
       measured={"gap ratio [CI]": gaps}, source=SOURCE))
 
@@ -573,17 +585,26 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
       measured=meas, source="DDIM paper (Song et al., 2021) §5.2; " + SOURCE))
 
   # (e) interpolation.
-  nets = {lab: _r(row["interpolation"], 3) for lab, row in _trained(metrics).items()}
-  ctrl = {lab: _r(row["interpolation"], 3) for lab, row in metrics["controls"].items()}
+  nets = {lab: _r(row["interpolation"], 3) for lab, row in _trained(metrics).items()
+          if row["kind"] == "digits"}
+  ctrl = {lab: _r(row["interpolation"], 3) for lab, row in metrics["controls"].items()
+          if lab.endswith("(digits)")}
+  molrg = {lab: _r(row["interpolation"], 3) for lab, row in
+           [*metrics["subjects"].items(), *metrics["controls"].items()]
+           if row.get("kind") == "molrg" or lab.endswith("(MoLRG)")}
   even = 1.0 / (s.interp_points - 1)
+  ctrl_lo = min(v[1][0] for v in ctrl.values())
   rows.append(verdicts_lib.judge(
-      all(v[1][1] <= s.max_jump for v in nets.values()),
+      all(v[1][1] <= min(s.max_jump, ctrl_lo) for v in nets.values()),
       claim="Interpolating two x_T (slerp) gives a smooth path of samples (η = 0)",
       criterion=f"median over pairs and seeds of the path's largest jump as a share of its "
                 f"length ({s.interp_points} points; {even:.2f} for an even path): CI upper "
-                f"bound ≤ {s.max_jump:g}; the control ε* (which snaps between training "
-                "points) is shown for contrast",
-      measured={"networks [CI]": nets, "control ε* [CI]": ctrl},
+                f"bound ≤ {s.max_jump:g} and below the CI lower bound of the control ε* of "
+                "the same training set (which snaps between training points), for every "
+                "digits network; MoLRG is shown, not judged: a mixture of two subspaces "
+                "makes a jump between components correct (see its exact posterior mean)",
+      measured={"digits networks [CI]": nets, "control ε* [CI]": ctrl,
+                "MoLRG (not judged) [CI]": molrg},
       source="DDIM paper (Song et al., 2021) §5.3; " + SOURCE))
   return rows
 
@@ -653,7 +674,7 @@ def render(s: Settings, metrics: dict, workdir) -> None:
   axes[0].set_ylim(-0.02, 1.02)
   axes[0].legend(fontsize=6)
   axes[0].set_title("consistency", fontsize=9)
-  items = list(trained.items()) + list(metrics["controls"].items())
+  items = list(metrics["subjects"].items()) + list(metrics["controls"].items())
   for i, (lab, row) in enumerate(items):
     e = row["interpolation"]
     axes[1].scatter(np.full(len(e["values"]), i) + 0.08 * np.random.default_rng(i).standard_normal(
@@ -717,7 +738,10 @@ def _report(s: Settings, metrics: dict, workdir: pathlib.Path) -> None:
                                       for n in s.consistency_steps}}
           for lab, row in _trained(metrics).items() for r in ("0", "1")]
   jumps = [{"subject": lab, "median largest jump [CI]": _cell(row["interpolation"])}
-           for lab, row in [*_trained(metrics).items(), *metrics["controls"].items()]]
+           for lab, row in [*metrics["subjects"].items(), *metrics["controls"].items()]]
+  oor = [{"subject": lab, "row": f"η = {r}" if r != SIGMA_HAT else r,
+          **{f"S = {n}": f"{row['out_of_range'][r][str(n)]:.2f}" for n in s.steps}}
+         for lab, row in metrics["subjects"].items() if row["out_of_range"] for r in s.rows]
   text = f"""## DDIM's η × steps table with trained denoisers (DDIM talk; docs/theory.md §3)
 
 **Claims.** DDIM's Table 1 (CIFAR-10 FID): the deterministic sampler (η = 0)
@@ -733,13 +757,17 @@ Digits: MLPs of the cross-model matrix at N = {metrics['n']['digits']} (every se
 Fréchet distance to the training images in the learned descriptor's features and in
 pixels (samples clipped to [−1, 1]). MoLRG: MLPs at N = {metrics['n']['molrg']} and the exact
 posterior mean, sliced W2 ({s.sw_projections} directions) to held-out draws.
-CIs: {s.ci_level:.0%} basic bootstrap over noises and seeds, one draw per subject
-shared by its cells (paired contrasts). The FD here is not FID: its scale is not
+Values are bias-corrected (`2v − mean` of the replicates; the plug-in `v` is in
+metrics.json), CIs {s.ci_level:.0%} basic bootstrap intervals over noises and seeds,
+one draw per subject shared by its cells (paired contrasts). The FD here is not FID: its scale is not
 comparable with the source's, only the ordering is.
 
 ![table](table.png)
 
 {chr(10).join(t + chr(10) for t in tables)}
+Share of digits samples with a pixel beyond ±1.2 (the data lie in [−1, 1]):
+
+{io.markdown_table(oor)}
 **The source** (CIFAR-10 FID, quoted):
 
 {io.markdown_table(paper)}
@@ -758,6 +786,10 @@ comparable with the source's, only the ordering is.
   io.write_text(workdir / "report.md", text)
 
 
+def _name(r: str) -> str:
+  return r if r == SIGMA_HAT else f"η = {r}"
+
+
 def _reading(s: Settings, metrics: dict) -> str:
   """What the numbers say (from the settings and metrics.json)."""
   s_min, s_max = str(min(s.steps)), str(max(s.steps))
@@ -765,15 +797,42 @@ def _reading(s: Settings, metrics: dict) -> str:
   for lab, name, sc in _score_views(metrics):
     first = {r: sc["table"][r][s_min]["value"] for r in s.rows}
     last = {r: sc["table"][r][s_max]["value"] for r in s.rows}
-    lines.append(f"{lab} ({name}): at S = {s_min} best {min(first, key=first.get)}, worst "
-                 f"{max(first, key=first.get)}; at S = {s_max} best "
-                 f"{min(last, key=last.get)}, worst {max(last, key=last.get)}")
+    lines.append(f"{lab} ({name}): best {_name(min(first, key=first.get))} and worst "
+                 f"{_name(max(first, key=first.get))} at S = {s_min}, best "
+                 f"{_name(min(last, key=last.get))} and worst {_name(max(last, key=last.get))} "
+                 f"at S = {s_max}")
+  out = ["**Reading.** Row order per subject and score: " + "; ".join(lines) + "."]
+  for lab, row in metrics["subjects"].items():
+    o = row.get("out_of_range")
+    if o and o["0"][s_max] > 0.5:
+      out.append(
+          f"{lab}: {o['0'][s_max]:.0%} of its deterministic samples (η = 0, S = {s_max}) "
+          f"have a pixel beyond ±1.2, against {o['1'][s_max]:.0%} with η = 1: the errors of "
+          "this network's ε accumulate along the ODE and the fresh noise of the stochastic "
+          "rows corrects part of them, so here η = 0 loses at every S; the source's "
+          "ordering needs a denoiser accurate enough that discretization, not the "
+          "network's error, dominates.")
   exact = metrics["subjects"].get("MoLRG exact")
-  ex = ""
   if exact is not None:
-    t = exact["scores"]["SW2"]["table"]
-    ex = (f" The exact MoLRG posterior mean, free of training error, scores "
-          f"{t['0'][s_min]['value']:.3g} (η = 0) and {t['1'][s_min]['value']:.3g} (η = 1) at "
-          f"S = {s_min} against a held-out floor of {metrics['sw_floor']:.3g}: its row "
-          "ordering is the discretization error alone.")
-  return ("**Reading.** " + "; ".join(lines) + "." + ex)
+    tb = exact["scores"]["SW2"]["table"]
+    first = {r: tb[r][s_min]["value"] for r in s.rows}
+    best = min(first, key=first.get)
+    out.append(
+        f"The exact MoLRG posterior mean, free of training error, has the best row "
+        f"{_name(best)} at S = {s_min} ({first[best]:.3g}, against {first['0']:.3g} for "
+        f"η = 0 and a held-out floor of {metrics['sw_floor']:.3g})"
+        + (": with an exact denoiser the large variance σ̂ does not fail at few steps, "
+           "so the source's σ̂ collapse (FID 367 at S = 10) is not a property of the "
+           "variance rule alone; it depends on the denoiser and the law." if best == SIGMA_HAT
+           else "."))
+  cons = []
+  for lab, row in _trained(metrics).items():
+    c = row["consistency"]["0"]
+    ok = [n for n in s.consistency_steps if c[str(n)]["value"] >= s.consistency_min]
+    cons.append(f"{lab} from S = {min(ok)}" if ok else f"{lab} at no S")
+  out.append(
+      f"Consistency (η = 0 retrieves its own S = {s_max} sample in ≥ "
+      f"{s.consistency_min:.0%} of cases): {', '.join(cons)}; η = 1 almost never does. "
+      "Retrieval is harder where samples are dense: MoLRG's fill two low-rank subspaces, "
+      "so the nearest other sample is close and a small discretization shift changes it.")
+  return " ".join(out)
