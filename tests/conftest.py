@@ -30,8 +30,12 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+# One cache directory per pytest-xdist worker: JAX writes cache entries in place
+# (no temporary file and rename), so a worker reading an entry that another is
+# still writing deserializes a truncated executable and crashes the process.
 _CACHE = pathlib.Path(os.environ.get(
     "REPRO_JAX_TEST_CACHE", pathlib.Path.home() / ".cache" / "repro_jax" / "jax_test_cache"))
+_CACHE = _CACHE / f"jax-{jax.__version__}" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
