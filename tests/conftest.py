@@ -1,4 +1,4 @@
-"""Test set-up: CPU backend, 8 fake CPU devices, quick compiles, persistent compilation cache.
+"""Test set-up: CPU backend, 8 fake CPU devices, quick compiles (persistent cache opt-in).
 
 The environment must be set before jax is imported anywhere, which is why it
 happens at the top of this file (pytest imports conftest.py first).
@@ -30,15 +30,17 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# One cache directory per pytest-xdist worker: JAX writes cache entries in place
-# (no temporary file and rename), so a worker reading an entry that another is
-# still writing deserializes a truncated executable and crashes the process.
-_CACHE = pathlib.Path(os.environ.get(
-    "REPRO_JAX_TEST_CACHE", pathlib.Path.home() / ".cache" / "repro_jax" / "jax_test_cache"))
-_CACHE = _CACHE / f"jax-{jax.__version__}" / os.environ.get("PYTEST_XDIST_WORKER", "main")
-jax.config.update("jax_compilation_cache_dir", str(_CACHE))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# JAX's persistent compilation cache is off unless REPRO_JAX_TEST_CACHE names a
+# directory: serializing some executables into it has crashed test workers
+# (a segfault reading an entry, an abort writing one), and on a clean
+# checkout it saves nothing.  When on, each pytest-xdist worker gets its own
+# subdirectory (entries are written in place, not renamed into place).
+if os.environ.get("REPRO_JAX_TEST_CACHE"):
+  _CACHE = (pathlib.Path(os.environ["REPRO_JAX_TEST_CACHE"]) / f"jax-{jax.__version__}"
+            / os.environ.get("PYTEST_XDIST_WORKER", "main"))
+  jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture

@@ -19,12 +19,10 @@ from repro_jax import settings as settings_lib
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _CONFIG = _ROOT / "configs" / "train.py"
-_CACHE = pathlib.Path.home() / ".cache" / "repro_jax" / "jax_test_cache"
 
 
 def _run(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
-             JAX_COMPILATION_CACHE_DIR=str(_CACHE))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=_ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
@@ -68,7 +66,7 @@ def test_train_writes_outputs_and_resumes(tmp_path):
   # experiments/sample.py --checkpoint samples the same network as the library.
   z = np.random.default_rng(0).normal(size=(4,) + meta["data_shape"]).astype(np.float32)
   np.save(tmp_path / "z.npy", z)
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_COMPILATION_CACHE_DIR=str(_CACHE))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   r = subprocess.run([sys.executable, "-m", "experiments.sample", f"--checkpoint={wd}",
                       f"--noise={tmp_path / 'z.npy'}", "--sampler=heun", "--steps=6",
                       f"--out={tmp_path / 's.npz'}"], cwd=_ROOT, env=env,
@@ -89,7 +87,7 @@ def test_ctrl_c_saves_the_step_and_exits_130(tmp_path):
   """SIGINT once the loop runs: the chunk in flight ends, its step is saved (off the
   checkpoint schedule), and one line says where, without a traceback."""
   wd = tmp_path / "run"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_COMPILATION_CACHE_DIR=str(_CACHE))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   p = subprocess.Popen(
       [sys.executable, "-m", "experiments.train", f"--config={_CONFIG}:smoke",
        f"--workdir={wd}", *_FAST, "--config.train.num_steps=1000000",
@@ -118,7 +116,7 @@ def test_ctrl_c_saves_the_step_and_exits_130(tmp_path):
 
 
 def _sample(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_COMPILATION_CACHE_DIR=str(_CACHE))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   return subprocess.run([sys.executable, "-m", "experiments.sample", *args], cwd=_ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
