@@ -108,3 +108,56 @@ def test_seed_bases_shapes_and_orthonormal_blocks():
   data, mask, rank_mask, truth, _ = _union_of_subspaces(4, k, d, r, 6, pad=0)
   seeds = jax.jit(clustering.seed_bases)(jax.random.PRNGKey(5), data, mask, cmask)
   assert float(clustering.max_matched_distance(seeds, truth)) < 1e-4
+
+
+def test_perturbation_law_matches_monte_carlo(x64):
+  """First-order ‖P̂ − P‖_F of a noisy PCA against a float64 NumPy Monte Carlo."""
+  from repro_jax.studies import _clustering_hard as hard
+  rng = np.random.default_rng(3)
+  d, r, nu = 40, 3, 0.05
+  u = _orth(rng, d, r)
+  for n in (50, 200):
+    dist2 = []
+    for _ in range(200):
+      x = rng.normal(size=(n, r)) @ u.T + nu * rng.normal(size=(n, d))
+      v = np.linalg.svd(x.T, full_matrices=False)[0][:, :r]
+      dist2.append(np.sum((v @ v.T - u @ u.T) ** 2))
+    measured = np.sqrt(np.mean(dist2))
+    assert abs(measured / hard.predicted_distance(d, r, nu, n) - 1) < 0.1, (n, measured)
+
+
+def test_orthonormal_floor_is_the_polar_factor_distance(x64):
+  """Two subspaces at principal angle θ: the nearest orthonormal pair (polar
+  factor of [U_0 U_1]) sits exactly sqrt(2r) sin((90° − θ)/2) from each."""
+  from repro_jax.studies import _clustering_hard as hard
+  rng = np.random.default_rng(4)
+  d, r = 20, 3
+  q = _orth(rng, d, 2 * r)
+  for theta in (80.0, 45.0, 20.0):
+    c, s = np.cos(np.radians(theta)), np.sin(np.radians(theta))
+    u0, u1 = q[:, :r], c * q[:, :r] + s * q[:, r:]
+    w, _, vt = np.linalg.svd(np.concatenate([u0, u1], 1), full_matrices=False)
+    polar = w @ vt
+    dist = [np.linalg.norm(b @ b.T - a @ a.T) for a, b in ((u0, polar[:, :r]),
+                                                          (u1, polar[:, r:]))]
+    np.testing.assert_allclose(dist, hard.orthonormal_floor(r, theta), rtol=1e-9)
+    # And no mutually orthogonal pair does better on both: a random search.
+    for _ in range(50):
+      z = np.linalg.qr(polar + 0.05 * rng.normal(size=polar.shape))[0]
+      worst = max(np.linalg.norm(z[:, :r] @ z[:, :r].T - u0 @ u0.T),
+                  np.linalg.norm(z[:, r:] @ z[:, r:].T - u1 @ u1.T))
+      assert worst >= hard.orthonormal_floor(r, theta) - 1e-9
+
+
+def test_tsc_affinity_and_spectral_baseline():
+  """The TSC affinity is symmetric, keeps q neighbours per point, and the
+  spectral baseline separates two orthogonal subspaces."""
+  from repro_jax.lowrank import molrg_grid
+  from repro_jax.studies import _clustering_hard as hard
+  grid = molrg_grid.molrg_grid(jax.random.PRNGKey(2), [0], [12], [2], dim=10, num_components=2)
+  x = np.asarray(grid.data[0], np.float64)
+  a = hard.tsc_affinity(x, 3)
+  np.testing.assert_array_equal(a, a.T)
+  assert np.all((a > 0).sum(1) >= 3) and np.all(np.diag(a) == 0)
+  bases = hard.spectral_cells(grid, 2, 2, neighbours=3, seed=0)
+  assert float(clustering.max_matched_distance(bases[0], grid.truth[0])) < 1e-4

@@ -133,6 +133,39 @@ def test_grid_training_k1_is_pca_and_shows_the_transition():
   assert np.all(np.diff(np.asarray(res.losses), axis=-1)[:, -50:] <= 1e-6)
 
 
+def test_grid_noise_angles_and_sizes_against_numpy():
+  """Principal angles θ between U_0 and U_1, noise of variance ν², unequal sizes."""
+  d, r = 24, 3
+  grid = molrg_grid.molrg_grid(jax.random.PRNGKey(8), [0], [40], [r], dim=d, num_components=2,
+                               noises=(0.0, 0.5), angles=(90.0, 30.0), sizes=(3, 1))
+  assert np.asarray(grid.noise).tolist() == [0.0, 0.0, 0.5, 0.5]
+  assert np.asarray(grid.angle).tolist() == [90.0, 30.0, 90.0, 30.0]
+  m = 3 * 40
+  for i in range(4):
+    truth = np.asarray(grid.truth[i], np.float64)
+    cosines = np.linalg.svd(truth[0].T @ truth[1], compute_uv=False)
+    np.testing.assert_allclose(np.degrees(np.arccos(np.clip(cosines, -1, 1))),
+                               float(grid.angle[i]), atol=1e-2)
+    for k in range(2):
+      np.testing.assert_allclose(truth[k].T @ truth[k], np.eye(r), atol=1e-5)
+    mask = np.asarray(grid.mask[i])
+    assert mask[:m].sum() == 120 and mask[m:].sum() == 40        # sizes (3, 1) × n = 40
+    x = np.asarray(grid.data[i], np.float64)[mask > 0]
+    lab = np.asarray(grid.labels[i])[mask > 0]
+    # Residual off the true subspace: ν e projected out of U_k, d − r dims per point.
+    resid = np.concatenate([x[lab == k] - x[lab == k] @ truth[k] @ truth[k].T for k in range(2)])
+    nu = float(grid.noise[i])
+    if nu == 0:
+      assert np.abs(resid).max() < 1e-5
+    else:
+      var = np.sum(resid ** 2) / (len(x) * (d - r))
+      assert abs(var / nu ** 2 - 1) < 0.1                        # 160 · 21 χ² draws
+  # Noise and angle change nothing else: the coefficients are shared.
+  np.testing.assert_array_equal(np.asarray(grid.truth[0, 0]), np.asarray(grid.truth[3, 0]))
+  with pytest.raises(ValueError, match="angles"):
+    molrg_grid.molrg_grid(jax.random.PRNGKey(0), [0], [2], [1], dim=4, angles=(0.0,))
+
+
 def test_padded_rows_and_model_space_mc_training():
   """Garbage in masked rows changes nothing; sampled (t, ε) training reaches PCA."""
   d, r, n = 8, 2, 4

@@ -462,6 +462,26 @@ def train_lowrank(key, data, mask, rank_mask, cfg: TrainConfig) -> TrainResult:
   return TrainResult(bases[best], losses[best], final)
 
 
+def initial_bases(key, data, mask, rank_mask, cfg: TrainConfig):
+  """The starting point of every restart of `train_lowrank(key, …, cfg)`.
+
+  Same keys and the same initializer (`cfg.init`) as the training run, so the
+  initializer's own answer can be scored beside the trained one.  Pure and
+  vmappable; shapes as in `train_lowrank`.
+
+  Returns:
+    `[restarts, K, D, R_max]`.
+  """
+  dtype = data.dtype
+  cmask = jnp.broadcast_to(jnp.asarray(rank_mask, dtype),
+                           (cfg.num_components, rank_mask.shape[-1]))
+  mask = jnp.asarray(mask, dtype)
+  data = data * mask[:, None]
+  keys = jax.random.split(key, 1 + 2 * cfg.restarts)[1:]
+  pairs = keys.reshape(cfg.restarts, 2, *keys.shape[1:])
+  return jax.vmap(lambda k: _init_bases(k[0], data, mask, cmask, cfg))(pairs)
+
+
 def check_trained(res: TrainResult, cfg: TrainConfig) -> TrainResult:
   """`res` if every loss and basis is finite; else `validation.DivergedError`
   naming the first non-finite step (and cell of a grid).  Skipped when traced.

@@ -29,6 +29,7 @@ from repro_jax import settings as settings_lib
 from repro_jax.lowrank import clustering
 from repro_jax.lowrank import model as lowrank
 from repro_jax.lowrank import molrg_grid
+from repro_jax.studies import _clustering_hard
 from repro_jax.studies import verdicts as verdicts_lib
 from repro_jax.studies.pca_equivalence import fit_boundary
 from repro_jax.studies.pca_equivalence import load_rows
@@ -85,6 +86,39 @@ class Settings:
   # Training = clustering: trained and K-subspaces bases agree (distance
   # < threshold) in at least this fraction of the N > r cells of every panel.
   min_agreement: float = 0.95
+  # Outside the theorem's set-up (`_clustering_hard`): K = 2, one rank, x = U a + ν e.
+  # Three sweeps on the same N grid (N per component; the minority's with unequal sizes):
+  # noise ν at every D of noise_dims; principal angle θ between U_0 and U_1 (ν = 0);
+  # size ratios majority : minority (ν = sizes_noise; the minority's N runs up to
+  # max(hard_ns) / ratio).  Empty hard_ns skips them.
+  hard_rank: int = 4
+  hard_ns: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+  hard_seeds: int = 3
+  noise_dims: tuple[int, ...] = (48, 96)
+  noises: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15)
+  angles: tuple[float, ...] = (90.0, 60.0, 45.0, 30.0, 15.0)
+  size_ratios: tuple[int, ...] = (1, 2, 4)
+  sizes_noise: float = 0.05
+  spectral_neighbours: int = 5     # TSC affinity: nearest neighbours kept per point
+  num_resamples: int = 2000        # seed bootstrap
+  ci_level: float = 0.95
+  # Criteria outside the theorem.  Perturbation law: measured / predicted rms
+  # distance within 1 ± max_perturbation_error where N ≥ perturbation_min_n · r
+  # and the prediction ≤ perturbation_regime (first order needs a small error).
+  max_perturbation_error: float = 0.3
+  perturbation_min_n: float = 4.0
+  perturbation_regime: float = 0.4
+  # Angles: trained label accuracy ≥ K-subspaces' − accuracy_margin (CI lower
+  # end) at every θ ≥ min_angle.
+  accuracy_margin: float = 0.05
+  min_angle: float = 30.0
+
+  def __post_init__(self):
+    if self.hard_ns and 2 * self.hard_rank > min(self.noise_dims):
+      raise ValueError(f"two orthogonal rank-{self.hard_rank} subspaces need D ≥ "
+                       f"{2 * self.hard_rank}; noise_dims = {self.noise_dims}.")
+    if self.hard_ns and (min(self.size_ratios) < 1):
+      raise ValueError(f"size_ratios must be >= 1; got {self.size_ratios}.")
 
 
 VARIANTS = ("cpu", "smoke", "paper")
@@ -93,10 +127,16 @@ _VARIANTS = {
     "smoke": dict(ks=(2,), dims=(12,), ranks=(1, 2), ns=(1, 2, 3, 4), num_seeds=2,
                   train=dict(steps=120),
                   random_ns=(),          # the random-start panel runs at cpu scale only
-                  kss_iters=6, kss_restarts=2),
+                  kss_iters=6, kss_restarts=2,
+                  hard_rank=2, hard_ns=(2, 4, 8, 16), hard_seeds=2, noise_dims=(12,),
+                  noises=(0.0, 0.05), angles=(90.0, 45.0), size_ratios=(1, 2),
+                  num_resamples=200),
     "paper": dict(ranks=(2, 4, 6, 8, 10, 12), ns=tuple(range(1, 19)), num_seeds=10,
                   train=dict(steps=1000, noise_per_point=8, restarts=4),
-                  random_ns=(12, 18), random_restarts=16, kss_iters=30, kss_restarts=10),
+                  random_ns=(12, 18), random_restarts=16, kss_iters=30, kss_restarts=10,
+                  hard_ns=(2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128), hard_seeds=10,
+                  noise_dims=(48, 96, 192), noises=(0.0, 0.02, 0.05, 0.1, 0.15, 0.2),
+                  angles=(90.0, 75.0, 60.0, 45.0, 30.0, 15.0), size_ratios=(1, 2, 4, 8)),
 }
 
 
@@ -237,6 +277,21 @@ def concordance(cell, loss, objective, tol=1e-3):
   return (agree / total if total else None), total
 
 
+def measure_hard(s: Settings, key, ctx):
+  """The three sweeps outside the theorem (`_clustering_hard.run_sweep`): rows
+  with a `sweep` column, and seconds per sweep and method."""
+  train_cfg = lambda **kw: train_config(s.train, 2, **kw)
+  d0 = s.noise_dims[0]
+  jobs = [("noise", dict(dim=d, noises=s.noises, angles=(90.0,), sizes=None))
+          for d in s.noise_dims]
+  jobs.append(("angle", dict(dim=d0, noises=(0.0,), angles=s.angles, sizes=None)))
+  jobs += [("sizes", dict(dim=d0, noises=(s.sizes_noise,), angles=(90.0,),
+                          sizes=(ratio, 1))) for ratio in s.size_ratios]
+  progress = ctx.progress(len(s.noise_dims))
+  return _clustering_hard.run_sweeps(s, jax.random.fold_in(key, 1000), train_cfg, jobs,
+                                     progress)
+
+
 def measure(s: Settings, ctx) -> dict:
   """Run every (K, D) panel; writes cells.csv (and random_init.csv), returns the
   per-panel aggregates."""
@@ -291,6 +346,13 @@ def measure(s: Settings, ctx) -> dict:
 
   random_summary = None if random_init is None else _random_summary(s, random_init, panels)
 
+  hard = None
+  if s.hard_ns:
+    hard_rows, hard_seconds = measure_hard(s, key, ctx)
+    io.save_csv(ctx.workdir / "hard.csv", hard_rows)
+    hard = _clustering_hard.summarize(s, hard_rows)
+    timings["hard"] = hard_seconds
+
   by_d = {}
   for p in summary:
     by_d.setdefault(p["K"], {})[p["D"]] = p
@@ -301,7 +363,7 @@ def measure(s: Settings, ctx) -> dict:
       na, nb = np.array(per[a]["n_star"]), np.array(per[b]["n_star"])
       d_shift.append(float(np.nanmax(np.abs(na - nb))))
   return dict(
-      panels=summary, random_init=random_summary, timings=timings,
+      panels=summary, random_init=random_summary, hard=hard, timings=timings,
       max_boundary_shift_between_dims=max(d_shift) if d_shift else None,
       train_config=dataclasses.asdict(train_config(s.train, s.ks[0])),
       seconds=time.time() - t_start)
@@ -324,6 +386,7 @@ def verdicts(s: Settings, m: dict) -> list[verdicts_lib.Verdict]:
     not_with_d = verdicts_lib.judge(
         shift <= s.max_boundary_shift, claim=shift_claim, criterion=shift_criterion,
         measured=dict(max_boundary_shift_between_dims=shift), source=SOURCE)
+  hard = [] if m.get("hard") is None else _clustering_hard.verdicts(s, m["hard"], SOURCE)
   return [
       verdicts_lib.judge(
           all(np.isfinite(a) and s.min_boundary_slope <= a <= s.max_boundary_slope
@@ -345,7 +408,7 @@ def verdicts(s: Settings, m: dict) -> list[verdicts_lib.Verdict]:
                     f"N > r cells of every (K, D) panel",
           measured={f"agreement ({name(p)})": p["agreement_n_gt_r"] for p in panels},
           source=SOURCE),
-  ]
+  ] + hard
 
 
 def render(s: Settings, metrics: dict, workdir) -> None:
@@ -362,6 +425,9 @@ def render(s: Settings, metrics: dict, workdir) -> None:
     runs = load_rows(workdir / "random_init.csv")
     ri = {c: np.array([x[c] for x in runs]) for c in _RANDOM_COLUMNS}
   _figures(workdir, s, rows, panels, np.asarray(s.ns), np.asarray(s.ranks), ri)
+  if metrics.get("hard") is not None:
+    _clustering_hard.figure(s, load_rows(workdir / "hard.csv"), metrics["hard"],
+                            workdir / "sc_hard.png")
   _report(workdir, s, metrics)
 
 
@@ -476,6 +542,7 @@ inherits its non-convexity, which is why the phase diagrams use seeded starts, a
 K-subspaces does.
 
 """
+  hard_text = "" if m.get("hard") is None else _clustering_hard.report_section(s, m["hard"]) + "\n"
   text = f"""## Subspace clustering with the K > 1 mixture denoiser (low-dim talk; docs/theory.md §4.7)
 
 **Claim.** Training `x_θ(x_t, t) = α/(α²+β²) Σ_k w_k(θ; x_t) U_k U_kᵀ x_t`
@@ -507,7 +574,7 @@ Smallest N per component with recovery rate ≥ {s.boundary_level:g} (the bounda
 {n_star}
 ![agreement](sc_agreement.png)
 
-{random_text}{verdicts_lib.table(m['verdicts'])}
+{random_text}{hard_text}{verdicts_lib.table(m['verdicts'])}
 **Verdict.** {overall(m['verdicts'])}: {verdict_text}
 """
   io.write_text(workdir / "report.md", text)
