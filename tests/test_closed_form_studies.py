@@ -286,10 +286,16 @@ def test_optimization_view_smoke(tmp_path):
   assert s["floor_sw"] < min(r["sw"] for r in rows)
   for f in ("report.md", "admissibility.png", "shrink.png", "identity.png", "projection.png",
             "samplers.png", "schedules.png", "sampler_table.csv", "schedule_table.csv",
-            "trajectories.npz"):
+            "trajectories.npz", "gamma.png", "gamma_sweep.csv"):
     assert (wd / f).stat().st_size > 0, f
   verdict = {v["claim"][:30]: v["verdict"] for v in out["verdicts"]}
-  assert len(out["verdicts"]) == 6
+  assert len(out["verdicts"]) == 7
+  # γ = 1 (DDIM) lands on training points on every grid, γ = 2 only on the fine one.
+  g = s["gamma"]
+  assert g["ddim_worst"] < g["tolerance"] < g["ge_readme"] and g["ge_fine_worst"] < g["tolerance"]
+  assert abs(g["ge_readme_ratio"] - 1) < 0.1     # the last step's displacement is the distance
+  assert verdict["Gradient estimation's off-data"] == "reproduced"
+  assert "### Gradient estimation: γ, and the README example" in (wd / "report.md").read_text()
   assert verdict["The gradient-estimation sample"] == "reproduced"
   assert verdict["The ideal denoiser is a gradie"] == "reproduced"
   # The schedule ordering is judged as the talk's order (not reproduced when it differs).
@@ -307,7 +313,9 @@ def test_optimization_view_ordering_verdicts():
   side = dict(nu=1.1, eta_95=0.1, identity_max=1e-15, gap_first=1.0, gap_last=0.0)
   base = dict(finite=side, molrg=side, ge_beats_dpm_solver={}, schedule_order_agrees=False,
               schedule_order_talk=["log_linear", "leading"],
-              schedule_order_by_sw=["leading", "log_linear"])
+              schedule_order_by_sw=["leading", "log_linear"],
+              gamma=dict(tolerance=0.1, ddim_worst=0.0, ge_readme=2.0, ge_readme_ratio=1.0,
+                         ge_fine_worst=0.01))
   want = {(True, True): "reproduced", (True, False): "partly", (False, False): "not reproduced",
           (): "not tested"}
   for wins, expected in want.items():
@@ -316,8 +324,13 @@ def test_optimization_view_ordering_verdicts():
     assert [v.verdict for v in vs[:4]] == ["reproduced"] * 4
     assert vs[4].verdict == expected, wins
     assert vs[5].verdict == "not reproduced"
+    assert vs[6].verdict == "reproduced"
   assert ov.verdicts(s, {"summary": dict(base, ge_beats_ddim={5: True}, schedule_order_agrees=True)}
                      )[5].verdict == "reproduced"
+  # γ = 2 never landing, even on fine grids, would be a defect: not reproduced.
+  assert ov.verdicts(s, {"summary": dict(base, ge_beats_ddim={5: True},
+                                         gamma=dict(base["gamma"], ge_fine_worst=1.0))}
+                     )[6].verdict == "not reproduced"
   # The declared criteria decide: ν above `max_nu` fails admissibility.
   loose = dict(side, nu=2.5)
   assert ov.verdicts(s, {"summary": dict(base, finite=loose, ge_beats_ddim={})}

@@ -12,6 +12,7 @@ import numpy as np
 
 from repro_jax import plotting
 from repro_jax import io
+from repro_jax.studies import _gamma_sweep as gamma_sweep
 from repro_jax.studies import verdicts as verdicts_lib
 
 SAMPLER_LABELS = {
@@ -213,6 +214,8 @@ def report(workdir, metrics, config):
   floor, s = metrics["true_sample_floor"], metrics["summary"]
   finite_shape = (metrics["finite_set"]["num_train"], metrics["finite_set"]["dim"])
   vs = metrics["verdicts"]     # in the order of `optimization_view.verdicts`
+  gamma_text = ("" if "gamma_table" not in metrics else
+                gamma_sweep.report_section(metrics["gamma_table"], s["gamma"], config))
   nfe_cols = [int(n) for n in config.nfe]
   tables = {}
   for metric in ("sw", "cov", "dist"):
@@ -383,6 +386,7 @@ This reproduction scores distributions on a known low-dimensional law with an ex
 denoiser (sliced W₂, covariance error) instead of FID on CIFAR-10 with a trained network, so
 only orderings are comparable, not values.
 
+{gamma_text}
 ### Verdicts
 
 {verdicts_lib.table(vs)}"""

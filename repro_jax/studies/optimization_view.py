@@ -37,6 +37,7 @@ from repro_jax import data as data_lib
 from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
 from repro_jax.studies import _descent as descent
+from repro_jax.studies import _gamma_sweep as gamma_sweep
 from repro_jax.analysis import distribution_metrics as dm
 from repro_jax.closed_form import geometry
 from repro_jax import io
@@ -75,6 +76,12 @@ class Settings:
   schedule_steps: int = 10
   schedule_spacings: tuple[str, ...] = ("log_linear", "leading", "leading_offset", "edm")
   sw_projections: int = 256
+  # Gradient estimation over γ (1 = DDIM) on the README example's grid and on
+  # log-linear grids of gamma_steps steps, both exact denoisers, gamma_num noises.
+  gammas: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 2.5)
+  gamma_steps: tuple[int, ...] = (5, 10, 20, 50)
+  readme_sigmas: tuple[float, ...] = (80.0, 10.0, 1.0, 0.1, 0.0)
+  gamma_num: int = 512
   # Criteria.  Admissibility: the relative-error model holds with ν at most this
   # (ν = max(q99, 1/q01) of dist_K / (√D σ_t) over every step of every grid).
   max_nu: float = 2.0
@@ -89,6 +96,11 @@ class Settings:
   # Report: two schedules tie when their mean sliced W₂ differ by less than this
   # many standard deviations (over seeds).
   tie_std: float = 2.0
+  # γ sweep: a sample is on a training point when its distance to the nearest
+  # one is below landed_fraction × the set's median nearest-neighbour spacing;
+  # γ = 2 must land on every log-linear grid of ≥ gamma_fine_steps steps.
+  landed_fraction: float = 0.05
+  gamma_fine_steps: int = 20
 
 
 VARIANTS = ("cpu", "smoke", "paper")
@@ -98,7 +110,8 @@ _VARIANTS = {
                   molrg_components=2, molrg_rank=2, traj_num=32, traj_steps=(10, 40),
                   traj_spacings=("log_linear",), traj_main_steps=40, identity_num=8,
                   num_samples=512, num_seeds=2, nfe=(5,),
-                  samplers=("sigma_form", "gradient_estimation", "ddpm"), sw_projections=64),
+                  samplers=("sigma_form", "gradient_estimation", "ddpm"), sw_projections=64,
+                  gammas=(1.0, 2.0), gamma_steps=(20,), gamma_num=64),
     "paper": dict(finite_num_train=1797, traj_num=10_000, identity_num=256, num_samples=50_000,
                   num_seeds=5, nfe=(5, 10, 20, 50, 100), sw_projections=1024),
 }
@@ -271,7 +284,7 @@ def measure(s: Settings, ctx) -> dict:
   """
   t0 = time.time()
   key = jax.random.PRNGKey(s.seed)
-  progress = ctx.progress(3)
+  progress = ctx.progress(4)
   bases = np.asarray(denoisers.random_molrg_bases(
       jax.random.fold_in(key, 0), s.molrg_dim, s.molrg_components, s.molrg_rank))
   finite = _finite_set(s, jax.random.fold_in(key, 1))
@@ -285,9 +298,12 @@ def measure(s: Settings, ctx) -> dict:
                                               jax.random.fold_in(key, 20 + i))
     progress.step(f"{kind} trajectories")
   rows, sched_rows, floor = sampler_and_schedule_tables(bases, s, jax.random.fold_in(key, 30))
-  progress.step("tables")
+  gamma_rows = gamma_sweep.sweep(kinds, s, schedule_grid, jax.random.fold_in(key, 40))
+  progress.step("tables and γ sweep")
   summary = _summarize(traj, ident, rows, sched_rows, floor, s)
+  summary["gamma"] = gamma_sweep.summarize(gamma_rows, s, gamma_sweep.spacing(finite))
   workdir = pathlib.Path(ctx.workdir)
+  io.save_csv(workdir / "gamma_sweep.csv", gamma_rows)
   io.save_csv(workdir / "sampler_table.csv", rows)
   io.save_csv(workdir / "schedule_table.csv", sched_rows)
   io.save_csv(workdir / "true_sample_floor.csv", floor)
@@ -305,7 +321,7 @@ def measure(s: Settings, ctx) -> dict:
   io.save_npz(workdir / "trajectories.npz", **_figure_arrays(traj, ident, grids))
   progress.step("artefacts")
   return dict(summary=summary, sampler_table=rows, schedule_table=sched_rows,
-              true_sample_floor=floor, finite_set=dict(name=s.finite_dataset,
+              gamma_table=gamma_rows, true_sample_floor=floor, finite_set=dict(name=s.finite_dataset,
                                                        num_train=int(finite.shape[0]),
                                                        dim=int(finite.shape[1])),
               seconds=time.time() - t0)
@@ -447,6 +463,8 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
                 "denoiser) equals the talk's FID order",
       measured=dict(talk=sm["schedule_order_talk"], here=sm["schedule_order_by_sw"]),
       source=_TALK))
+  out.append(gamma_sweep.verdict(s, sm["gamma"], "optimization-view talk [O], Algorithm 2; "
+                                 "README `experiments.sample` example; docs/theory.md §2.4"))
   return out
 
 
@@ -467,4 +485,5 @@ def render(s: Settings, metrics: dict, workdir) -> None:
   grids = {sp: arrays[f"grid.{sp}"] for sp in s.schedule_spacings}
   report_lib.figures(workdir, traj, ident, metrics["sampler_table"], metrics["schedule_table"],
                      metrics["true_sample_floor"], metrics["summary"], s, grids)
+  gamma_sweep.figure(metrics["gamma_table"], metrics["summary"]["gamma"], workdir / "gamma.png")
   report_lib.report(workdir, metrics, s)
