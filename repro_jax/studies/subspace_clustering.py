@@ -92,10 +92,10 @@ class Settings:
   # size ratios majority : minority (ν = sizes_noise; the minority's N runs up to
   # max(hard_ns) / ratio).  Empty hard_ns skips them.
   hard_rank: int = 4
-  hard_ns: tuple[int, ...] = (2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+  hard_ns: tuple[int, ...] = (2, 4, 8, 16, 32)
   hard_seeds: int = 3
   noise_dims: tuple[int, ...] = (48, 96)
-  noises: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15)
+  noises: tuple[float, ...] = (0.0, 0.05, 0.1)
   angles: tuple[float, ...] = (90.0, 60.0, 45.0, 30.0, 15.0)
   size_ratios: tuple[int, ...] = (1, 2, 4)
   sizes_noise: float = 0.05
