@@ -42,11 +42,14 @@ TINY = {
     "theory_checks": dict(num_data=64, batch=4, chunk=32, num_sigmas=3, mc_samples=4000),
     "pca_equivalence": dict(dim=12, ranks=(1, 2), ns=(1, 2, 3), num_seeds=1, curve_ranks=(2,),
                             train=dict(steps=5), variant_ranks=(2,), variant_ns=(1, 3),
-                            mc_steps=5),
+                            mc_steps=5, noise_levels=(0.05,), noise_rank=2, noise_ns=(2, 8),
+                            noise_num_seeds=2, bootstrap_resamples=20),
     "subspace_clustering": dict(ks=(2,), dims=(12,), ranks=(1, 2), ns=(1, 2, 3), num_seeds=1,
                                 train=dict(steps=5, restarts=1, noise_per_point=2),
                                 random_ns=(2,), random_restarts=2, kss_iters=2,
-                                kss_restarts=1),
+                                kss_restarts=1, hard_rank=1, hard_ns=(2, 4), hard_seeds=2,
+                                noise_dims=(12,), noises=(0.0, 0.05), angles=(90.0, 45.0),
+                                size_ratios=(1, 2), num_resamples=20),
     "molrg_networks": dict(
         dim=12, image_shape=(2, 2, 3), ranks=(2, 3), ns=(2, 8), bootstrap_resamples=20,
         mlp=dict(model=dict(hidden=16, emb_dim=8), train=dict(batch_size=4, **_TINY_TRAIN),
@@ -63,7 +66,7 @@ TINY = {
     "optimization_view": dict(
         molrg_dim=12, molrg_components=2, molrg_rank=2, finite_num_train=32, traj_num=8,
         traj_steps=(10,), traj_main_steps=10, identity_num=4, num_samples=64, num_seeds=1,
-        nfe=(5,), sw_projections=16),
+        nfe=(5,), sw_projections=16, gammas=(1.0, 2.0), gamma_steps=(5,), gamma_num=8),
     "reproducibility_regimes": dict(zoo=_TINY_ZOO, plane_grid=3, plane_size_index=0,
                                     grid_columns=2, steps=3, **_TINY_ZOO_STUDY),
     "reproducibility_across_samplers": dict(
