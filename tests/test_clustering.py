@@ -110,22 +110,6 @@ def test_seed_bases_shapes_and_orthonormal_blocks():
   assert float(clustering.max_matched_distance(seeds, truth)) < 1e-4
 
 
-def test_perturbation_law_matches_monte_carlo(x64):
-  """First-order ‖P̂ − P‖_F of a noisy PCA against a float64 NumPy Monte Carlo."""
-  from repro_jax.studies import _clustering_hard as hard
-  rng = np.random.default_rng(3)
-  d, r, nu = 40, 3, 0.05
-  u = _orth(rng, d, r)
-  for n in (50, 200):
-    dist2 = []
-    for _ in range(200):
-      x = rng.normal(size=(n, r)) @ u.T + nu * rng.normal(size=(n, d))
-      v = np.linalg.svd(x.T, full_matrices=False)[0][:, :r]
-      dist2.append(np.sum((v @ v.T - u @ u.T) ** 2))
-    measured = np.sqrt(np.mean(dist2))
-    assert abs(measured / hard.predicted_distance(d, r, nu, n) - 1) < 0.1, (n, measured)
-
-
 def test_orthonormal_floor_is_the_polar_factor_distance(x64):
   """Two subspaces at principal angle θ: the nearest orthonormal pair (polar
   factor of [U_0 U_1]) sits exactly sqrt(2r) sin((90° − θ)/2) from each."""

@@ -11,10 +11,10 @@ K-subspaces, and spectral clustering of a thresholded cosine affinity
 (scikit-learn's `SpectralClustering`, the TSC affinity of Heckel & Bölcskei),
 each cluster then fitted by its top-r PCA.
 
-First-order perturbation (docs/theory.md §4.7): the top-r subspace of N_k
-points of `N(0, U Uᵀ + ν² I_D)` has `E‖sin Θ‖_F² ≈ (D − r) r ν² (1 + ν²) / N_k`,
-so `‖P̂ − P‖_F ≈ sqrt(2 (D − r) r ν² (1 + ν²) / N_k)` once the points are
-correctly clustered: the samples needed grow with ν² D, not only with r.
+First-order perturbation (docs/theory.md §4.6–§4.7): the top-r subspace of
+N_k points of `N(0, U Uᵀ + ν² I_D)` has `E‖sin Θ‖_F² ≈ (D − r) r ν² (1 + ν²) /
+(N_k − r − 1)`, so `‖P̂ − P‖_F ≈ sqrt(2 (D − r) r ν² (1 + ν²) / (N_k − r − 1))`
+once the points are correctly clustered: the samples needed grow with ν² D, not only with r.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from repro_jax.lowrank import clustering
 from repro_jax.lowrank import model as lowrank
 from repro_jax.lowrank import molrg_grid
+from repro_jax.studies import pca_equivalence
 
 # The six ways of solving a cell, in report order.
 METHODS = ("seeded_init", "seeded_trained", "random_init", "random_trained", "kss", "spectral")
@@ -38,10 +39,10 @@ METHOD_NAMES = {"seeded_init": "seeded start alone", "seeded_trained": "seeded s
 
 
 def predicted_distance(dim, rank, noise, n):
-  """First-order `‖P̂ − P‖_F` of the top-r PCA of n points of `N(0, UUᵀ + ν² I)`:
-  `sqrt(2 (D − r) r ν² (1 + ν²) / n)` (arrays broadcast)."""
-  noise = np.asarray(noise, np.float64)
-  return np.sqrt(2.0 * (dim - rank) * rank * noise ** 2 * (1 + noise ** 2) / np.asarray(n))
+  """First-order `‖P̂ − P‖_F` of the top-r PCA of n points of `N(0, UUᵀ + ν² I)`,
+  with the finite-N correction: `sqrt(2 (D − r) r ν² (1 + ν²) / (n − r − 1))`
+  (`pca_equivalence.perturbation_distance`; inf for n ≤ r + 1)."""
+  return pca_equivalence.perturbation_distance(n, noise, dim, rank)
 
 
 def orthonormal_floor(rank, angle):
@@ -361,7 +362,8 @@ def verdicts(s, h: dict, source: str) -> list:
   out.append(verdicts_lib.judge(
       bool(law) and all(abs(x["ratio"] - 1) <= s.max_perturbation_error for x in law),
       claim="With noise the recovery error follows first-order perturbation theory, "
-            "‖P̂ − P‖_F ≈ sqrt(2 (D − r) r ν²(1 + ν²) / N): the samples needed grow with "
+            "‖P̂ − P‖_F ≈ sqrt(2 (D − r) r ν²(1 + ν²) / (N − r − 1)): the samples needed grow "
+            "with "
             "ν² D, not only with r.",
       criterion=f"rms (over seeds and components) distance of the trained model / "
                 f"prediction within 1 ± {s.max_perturbation_error:g} in every noise-sweep "
@@ -433,7 +435,8 @@ def figure(s, rows, h, path):
       y = [np.sqrt(np.mean([x["seeded_trained_dist_rms"] ** 2 for x in c])) for c in sel]
       a.plot(ns, y, "o", color=f"C{j}", fillstyle=fill, ms=5,
              label=f"ν = {nu:g}" if d == dims[0] else None)
-      a.plot(ns, predicted_distance(d, r, nu, ns), "-" if d == dims[0] else "--",
+      fine = np.geomspace(r + 1.5, ns.max(), 100)
+      a.plot(fine, predicted_distance(d, r, nu, fine), "-" if d == dims[0] else "--",
              color=f"C{j}", lw=1)
   a.axhspan(th * 0.8, th * 1.2, color="gray", alpha=0.15, lw=0)
   a.axhline(th, color="gray", lw=1)

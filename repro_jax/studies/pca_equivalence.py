@@ -10,6 +10,11 @@ schedule (docs/theory.md §0.1).
 The whole (seed, N, r) grid is trained by one `lowrank.train_grid` call.  The
 PCA reference is a float64 SVD on the host (with N = r, `σ_r(Y)` can be so
 small that a float32 SVD is the less accurate of the two).
+
+A noisy panel (`x = U_g a + ν e`, one rank, one more `train_grid` call) gives
+the equivalence a target that is not the truth: the trained U⋆ must still be
+the PCA of the noisy data, and its distance to U_g must follow first-order
+perturbation theory (`perturbation_distance`, no fitted constant).
 """
 
 from __future__ import annotations
@@ -89,12 +94,34 @@ class Settings:
   min_fraction_above_bound: float = 0.95
   min_success_rate_n_ge_r: float = 1.0   # the transition: every N ≥ r cell recovers U_g
   max_success_rate_n_lt_r: float = 0.0   # … and no N < r cell does
+  # Noisy panel: x = U_g a + ν e (`molrg_grid(noises=…)`), one rank, trained by
+  # the same optimizer at D = dim.  Empty `noise_levels`: skipped ("not tested").
+  noise_levels: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)   # ν (> 0)
+  noise_rank: int = 4                                         # r of the panel
+  noise_ns: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)      # N of the panel
+  noise_num_seeds: int = 8
+  # Perturbation theory (`perturbation_distance`): in every (ν, N) cell whose
+  # predicted distance is ≤ `perturbation_regime`, the rms distance over seeds
+  # is within ±`max_perturbation_error` (relative) of the prediction.
+  max_perturbation_error: float = 0.3
+  perturbation_regime: float = 0.4
+  # Percentile bootstrap over seeds for the panel's rms distances.
+  ci_level: float = 0.95
+  bootstrap_resamples: int = 1000
 
   def __post_init__(self):
     unknown = sorted(set(self.variants) - set(TRAINING_VARIANTS))
     if unknown:
       raise ValueError(f"unknown training variant(s) {unknown}; known: "
                        f"{', '.join(TRAINING_VARIANTS)}.")
+    if self.noise_levels:
+      if min(self.noise_levels) <= 0 or not 1 <= self.noise_rank < self.dim:
+        raise ValueError("the noisy panel needs `noise_levels` > 0 and 1 ≤ `noise_rank` < "
+                         f"`dim`; got {self.noise_levels}, {self.noise_rank}, {self.dim}.")
+      if not self.noise_ns or min(self.noise_ns) < 1 or self.noise_num_seeds < 2:
+        raise ValueError("the noisy panel needs `noise_ns` ≥ 1 and `noise_num_seeds` ≥ 2.")
+    if not 0 < self.ci_level < 1 or self.bootstrap_resamples < 10:
+      raise ValueError("ci_level must be in (0, 1) and bootstrap_resamples ≥ 10.")
 
 
 VARIANTS = ("cpu", "smoke", "paper")
@@ -103,14 +130,18 @@ _VARIANTS = {
     "smoke": dict(dim=12, ranks=(1, 2, 3, 4), ns=(1, 2, 3, 4, 5, 6), num_seeds=2,
                   curve_ranks=(2, 4), train=dict(steps=100), plain_sgd=False,
                   variants=(),               # covered by tests/test_lowrank.py
-                  variant_ranks=(2,), variant_ns=(1, 4), mc_steps=300),
+                  variant_ranks=(2,), variant_ns=(1, 4), mc_steps=300,
+                  noise_levels=(0.05, 0.1), noise_rank=2, noise_ns=(1, 2, 3, 6, 12, 24),
+                  noise_num_seeds=4, bootstrap_resamples=200),
     "paper": dict(dim=96, ranks=tuple(range(1, 33)), ns=tuple(range(1, 49)), num_seeds=10,
-                  curve_ranks=(2, 4, 8, 16, 24, 32), train=dict(steps=500), mc_steps=5000),
+                  curve_ranks=(2, 4, 8, 16, 24, 32), train=dict(steps=500), mc_steps=5000,
+                  noise_levels=(0.01, 0.02, 0.05, 0.1), noise_rank=8,
+                  noise_ns=(4, 8, 12, 16, 24, 32, 48, 64, 96, 128), noise_num_seeds=10),
 }
 
 
 def settings(variant: str = "cpu") -> Settings:
-  """`cpu` (default, about half a minute), `smoke` (seconds) or `paper` (D = 96,
+  """`cpu` (default, under a minute), `smoke` (seconds) or `paper` (D = 96,
   r ≤ 32, N ≤ 48, 10 seeds)."""
   if variant not in _VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
@@ -150,6 +181,9 @@ def cell_distances(grid: molrg_grid.Grid, bases) -> list[dict]:
     rows.append(dict(
         seed=int(grid.seed[i]), n=n, r=r,
         conditioning=float(sv[r - 1] ** 2 / sv[0] ** 2) if n >= r else 0.0,
+        # (σ_r² − σ_{r+1}²) / σ_r²: how well the PCA subspace itself is determined.
+        eigengap=(float(1 - (sv[r] / sv[r - 1]) ** 2 if sv.size > r else 1.0)
+                  if n >= r else 0.0),
         dist_truth=_dist64(u, ug),
         dist_pca=_dist64(u, p) if n >= r else float("nan"),
         objective_gap=(best - float(np.sum((y @ u) ** 2))) / best,
@@ -178,6 +212,42 @@ def random_completion(n, r, d):
   there): their expected overlap with the missing part of U_g is (r − N)²/(D − N)."""
   m = np.maximum(r - n, 0)
   return np.sqrt(np.maximum(2 * m * (1 - m / np.maximum(d - n, 1)), 0))
+
+
+def perturbation_distance(n, noise, dim, r, *, finite_n: bool = True):
+  """Predicted rms `‖UUᵀ − U_gU_gᵀ‖_F` of the top-r PCA subspace U of N points
+  `x = U_g a + ν e`, `a ~ N(0, I_r)`, `e ~ N(0, I_D)`.
+
+  The population covariance `U_gU_gᵀ + ν² I` has eigengap 1, and to first
+  order `sin Θ ≈ U_⊥ᵀ Ŝ U_g` (Ŝ the sample covariance), whose (D − r) r entries
+  have variance `ν²(1 + ν²)/N`: `E‖sin Θ‖_F² ≈ (D − r) r ν²(1 + ν²)/N`
+  (`finite_n=False`).  At finite N the signal block `U_gᵀŶ` is not `√N I`:
+  to first order in ν, `sin Θ ≈ ν E_⊥ Bᵀ(BBᵀ)⁻¹` with `BBᵀ` Wishart, and
+  `E tr (BBᵀ)⁻¹ ∝ r/(N − r − 1)` replaces `r/N` (default; infinite for
+  N ≤ r + 1, where the mean does not exist).  `‖UUᵀ − U_gU_gᵀ‖_F² = 2‖sin Θ‖_F²`.
+
+  Args:
+    n, noise: N and ν (broadcast together); dim, r: D and r.
+    finite_n: `N − r − 1` (checked by Monte Carlo) rather than N in the denominator.
+
+  Returns:
+    `sqrt(2 (D − r) r ν²(1 + ν²) / (N − r − 1))`, float64, the broadcast shape
+    (inf where N ≤ r + 1 and `finite_n`).
+  """
+  n, nu2 = np.broadcast_arrays(np.asarray(n, np.float64),
+                               np.square(np.asarray(noise, np.float64)))
+  dof = n - r - 1 if finite_n else n
+  out = np.full(n.shape, np.inf)
+  ok = dof > 0
+  out[ok] = np.sqrt(2 * (dim - r) * r * nu2[ok] * (1 + nu2[ok]) / dof[ok])
+  return out if out.ndim else float(out)
+
+
+def perturbation_boundary(noise, dim, r, threshold):
+  """N at which `perturbation_distance` falls to `threshold`:
+  `r + 1 + 2 (D − r) r ν²(1 + ν²) / threshold²` (→ r + 1 as ν → 0)."""
+  nu2 = np.square(np.asarray(noise, np.float64))
+  return r + 1 + 2 * (dim - r) * r * nu2 * (1 + nu2) / threshold ** 2
 
 
 def fit_boundary(ns, rs, rate, level=0.5):
@@ -237,6 +307,89 @@ def _training_variants(s: Settings, key):
   return out
 
 
+def _seed_bootstrap_rms(d, rng, num_resamples: int, level: float):
+  """rms over seeds of `d [S]` and its percentile interval (seeds resampled)."""
+  from repro_jax.analysis import bootstrap
+  d2 = np.square(np.asarray(d, np.float64))
+  idx = rng.integers(0, d2.size, size=(num_resamples, d2.size))
+  lo, hi = bootstrap.interval(np.sqrt(d2[idx].mean(1)), level)
+  return float(np.sqrt(d2.mean())), float(lo), float(hi)
+
+
+def _noise_panel(s: Settings, key):
+  """Train the noisy grid `seeds × ν × N` (rank `noise_rank`, D = dim).
+  → (rows of `cell_distances` with `noise`, seconds) or (None, 0)."""
+  if not s.noise_levels:
+    return None, 0.0
+  t0 = time.time()
+  grid = molrg_grid.molrg_grid(key, range(s.noise_num_seeds), s.noise_ns, (s.noise_rank,),
+                               dim=s.dim, noises=s.noise_levels)
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(grid.seed)
+  res = train(grid, keys, train_config(s.train), s.float64)
+  rows = cell_distances(grid, res.bases)
+  for row, nu in zip(rows, np.asarray(grid.noise)):
+    row["noise"] = min(s.noise_levels, key=lambda v: abs(v - nu))   # float32 → the setting
+  return rows, time.time() - t0
+
+
+def summarize_noise(s: Settings, rows, seconds: float = 0.0) -> dict | None:
+  """Per (ν, N): rms distance to U_g over seeds with its bootstrap interval,
+  the prediction `perturbation_distance` and their ratio; per ν: N*."""
+  if rows is None:
+    return None
+  rng = np.random.default_rng(s.seed)
+  d, r = s.dim, s.noise_rank
+  cells = []
+  n_star = []
+  for nu in s.noise_levels:
+    rate_by_n = []
+    for n in s.noise_ns:
+      sel = [x for x in rows if x["n"] == n and np.isclose(x["noise"], nu)]
+      dist = np.array([x["dist_truth"] for x in sel])
+      rms, lo, hi = _seed_bootstrap_rms(dist, rng, s.bootstrap_resamples, s.ci_level)
+      pred = perturbation_distance(n, nu, d, r)
+      asym = perturbation_distance(n, nu, d, r, finite_n=False)
+      finite = np.isfinite(pred)
+      rate = float(np.mean(dist < s.threshold))
+      rate_by_n.append(rate)
+      cells.append(dict(
+          noise=float(nu), n=int(n), rms_dist=rms, ci=[lo, hi],
+          median_dist=float(np.median(dist)), success_rate=rate,
+          predicted=float(pred) if finite else None,
+          predicted_asymptotic=float(asym), ratio_asymptotic=rms / asym,
+          ratio=rms / pred if finite else None,
+          ratio_ci=[lo / pred, hi / pred] if finite else None,
+          in_regime=bool(finite and pred <= s.perturbation_regime),
+          max_dist_pca=float(np.max([x["dist_pca"] for x in sel])) if n >= r else None,
+          min_eigengap=float(np.min([x["eigengap"] for x in sel])) if n >= r else None))
+    ok = np.nonzero(np.asarray(rate_by_n) >= s.boundary_level)[0]
+    pred_n = float(perturbation_boundary(nu, d, r, s.threshold))
+    on_grid = [n for n in s.noise_ns if n > pred_n]
+    n_star.append(dict(noise=float(nu),
+                       n_star=int(s.noise_ns[ok[0]]) if ok.size else None,    # None: never
+                       predicted=pred_n,
+                       predicted_on_grid=int(on_grid[0]) if on_grid else None))
+  above = [x for x in rows if x["n"] >= x["r"]]
+  worst = max(above, key=lambda x: x["dist_pca"]) if above else None
+  regime = [c for c in cells if c["in_regime"]]
+  return dict(
+      rank=r, dim=d, num_seeds=s.noise_num_seeds, cells=len(rows), seconds=seconds,
+      max_dist_pca_n_ge_r=worst["dist_pca"] if worst else None,
+      eigengap_of_worst=worst["eigengap"] if worst else None,
+      noise_of_worst=worst["noise"] if worst else None, n_of_worst=worst["n"] if worst else None,
+      min_eigengap_n_ge_r=float(min(x["eigengap"] for x in above)) if above else None,
+      max_orthonormality_error=float(max(x["orthonormality"] for x in rows)),
+      regime_cells=len(regime),
+      max_relative_error=(float(max(abs(c["ratio"] - 1) for c in regime)) if regime else None),
+      # The N → ∞ formula (N instead of N − r − 1) on the same cells, for comparison.
+      max_relative_error_asymptotic=(float(max(abs(c["ratio_asymptotic"] - 1) for c in regime))
+                                     if regime else None),
+      ratio_ci_inside_band=(bool(all(abs(v - 1) <= s.max_perturbation_error
+                                     for c in regime for v in c["ratio_ci"]))
+                            if regime else None),
+      table=cells, n_star=n_star)
+
+
 def measure(s: Settings, ctx) -> dict:
   """Train the grid (and its variants); writes cells.csv, returns the aggregates."""
   t_start = time.time()
@@ -246,7 +399,7 @@ def measure(s: Settings, ctx) -> dict:
                                dim=s.dim)
   cfg = train_config(s.train)
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, 1), i))(grid.seed)
-  progress = ctx.progress(2 + bool(s.plain_sgd))
+  progress = ctx.progress(2 + bool(s.plain_sgd) + bool(s.noise_levels))
   t0 = time.time()
   res = train(grid, keys, cfg, s.float64)
   grid_seconds = time.time() - t0
@@ -273,6 +426,10 @@ def measure(s: Settings, ctx) -> dict:
   io.save_csv(ctx.workdir / "cells.csv", rows)
   variants = _training_variants(s, jax.random.fold_in(key, 2))
   progress.step("variants")
+  noise_rows, noise_seconds = _noise_panel(s, jax.random.fold_in(key, 3))
+  if noise_rows is not None:
+    io.save_csv(ctx.workdir / "noise_cells.csv", noise_rows)
+    progress.step(f"noisy panel: {len(noise_rows)} cells in {noise_seconds:.1f}s")
 
   # Aggregates.
   nn, rr = (np.array([row[k] for row in rows]) for k in ("n", "r"))
@@ -322,6 +479,7 @@ def measure(s: Settings, ctx) -> dict:
       boundary_n_star=dict(zip(map(int, rs), map(float, n_star))),
       boundary_slope=slope, boundary_intercept=intercept,
       variants=variant_summary, train_config=dataclasses.asdict(cfg),
+      noise=summarize_noise(s, noise_rows, noise_seconds),
       seconds=time.time() - t_start)
 
 
@@ -364,7 +522,52 @@ def verdicts(s: Settings, m: dict) -> list[verdicts_lib.Verdict]:
           measured=dict(success_rate_n_ge_r=m["success_rate_n_ge_r"],
                         success_rate_n_lt_r=lt),
           source=SOURCE),
+      *noise_verdicts(s, m.get("noise")),
   ]
+
+
+NOISE_SOURCE = (SOURCE + "; first-order perturbation of PCA (Davis–Kahan / Wishart), "
+                "`perturbation_distance`")
+
+
+def noise_verdicts(s: Settings, noise: dict | None) -> list[verdicts_lib.Verdict]:
+  """The noisy panel: training = PCA of the noisy data, and the distance to
+  U_g against first-order perturbation theory (both "not tested" if skipped)."""
+  pca_claim = ("With noisy data x = U_g a + ν e (N ≥ r) the trained U⋆ is still the PCA "
+               "subspace of the data, which is no longer U_g.")
+  pca_criterion = (f"max over N ≥ r noisy cells (ν ∈ {list(s.noise_levels)}, r = "
+                   f"{s.noise_rank}) of ‖U⋆U⋆ᵀ − U_pcaU_pcaᵀ‖_F ≤ {s.pca_tolerance:g}")
+  pert_claim = ("With noise, the distance to U_g follows first-order perturbation theory: "
+                "rms ‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F ≈ sqrt(2 (D − r) r ν²(1 + ν²) / (N − r − 1)).")
+  pert_criterion = (f"in every (ν, N) cell with predicted distance ≤ {s.perturbation_regime:g}, "
+                    f"rms over {s.noise_num_seeds} seeds / prediction ∈ "
+                    f"[{1 - s.max_perturbation_error:g}, {1 + s.max_perturbation_error:g}]")
+  if noise is None:
+    return [verdicts_lib.Verdict(claim=c, verdict="not tested", criterion=k + " (no noisy panel)",
+                                 measured={}, source=NOISE_SOURCE)
+            for c, k in ((pca_claim, pca_criterion), (pert_claim, pert_criterion))]
+  pca = verdicts_lib.judge(
+      noise["max_dist_pca_n_ge_r"] <= s.pca_tolerance, claim=pca_claim,
+      criterion=pca_criterion,
+      measured=dict(max_dist_pca_n_ge_r=noise["max_dist_pca_n_ge_r"],
+                    eigengap_of_worst=noise["eigengap_of_worst"],
+                    min_eigengap_n_ge_r=noise["min_eigengap_n_ge_r"]),
+      source=NOISE_SOURCE)
+  regime = [c for c in noise["table"] if c["in_regime"]]
+  measured = dict(regime_cells=len(regime), max_relative_error=noise["max_relative_error"])
+  if regime:
+    worst = max(regime, key=lambda c: abs(c["ratio"] - 1))
+    measured.update(worst_cell=dict(noise=worst["noise"], n=worst["n"]),
+                    worst_ratio=worst["ratio"], worst_ratio_ci=worst["ratio_ci"],
+                    ratio_ci_inside_band=noise["ratio_ci_inside_band"])
+    pert = verdicts_lib.judge(noise["max_relative_error"] <= s.max_perturbation_error,
+                              claim=pert_claim, criterion=pert_criterion, measured=measured,
+                              source=NOISE_SOURCE)
+  else:
+    pert = verdicts_lib.Verdict(claim=pert_claim, verdict="not tested",
+                                criterion=pert_criterion + " (no cell in the regime)",
+                                measured=measured, source=NOISE_SOURCE)
+  return [pca, pert]
 
 
 def overall(verdicts) -> str:
@@ -377,13 +580,70 @@ def overall(verdicts) -> str:
 
 
 def render(s: Settings, metrics: dict, workdir) -> None:
-  """pca_transition.png, pca_phase.png and report.md from the metrics and cells.csv."""
+  """pca_transition.png, pca_phase.png, pca_noise.png (if the noisy panel ran)
+  and report.md from the metrics, cells.csv and noise_cells.csv."""
   workdir = pathlib.Path(workdir)
   rows = load_rows(workdir / "cells.csv")
   _figures(workdir, s, rows, np.asarray(s.ns), np.asarray(s.ranks),
            np.asarray(metrics["success_rate"], float), float(metrics["boundary_slope"]),
            float(metrics["boundary_intercept"]))
+  if metrics.get("noise") is not None:
+    _noise_figure(workdir, s, metrics["noise"], load_rows(workdir / "noise_cells.csv"))
   _report(workdir, s, metrics, train_config(s.train))
+
+
+def _noise_figure(workdir, s, noise, rows):
+  """pca_noise.png: distance to U_g against N per ν (seeds, rms with its
+  interval, prediction) and the ratio rms / prediction."""
+  plt = plotting.pyplot()
+  r, d = noise["rank"], noise["dim"]
+  fig, ax = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+  colors = plt.cm.plasma(np.linspace(0, 0.85, len(s.noise_levels)))
+  nfine = np.geomspace(min(s.noise_ns), max(s.noise_ns), 300)
+  for c, nu in zip(colors, s.noise_levels):
+    sel = [x for x in rows if np.isclose(x["noise"], nu)]
+    ax[0].loglog([x["n"] * np.exp(0.04 * (x["seed"] - 0.5 * s.noise_num_seeds)) for x in sel],
+                 [x["dist_truth"] for x in sel], ".", ms=3, color=c, alpha=0.3)
+    cells = [x for x in noise["table"] if np.isclose(x["noise"], nu)]
+    ns_, rms = np.array([x["n"] for x in cells]), np.array([x["rms_dist"] for x in cells])
+    lo, hi = np.array([x["ci"] for x in cells]).T
+    ax[0].errorbar(ns_, rms, yerr=[rms - lo, hi - rms], fmt="o", ms=4, color=c, capsize=2,
+                   label=f"ν = {nu:g}")
+    pred = perturbation_distance(nfine, nu, d, r)
+    ax[0].loglog(nfine, np.where(pred <= np.sqrt(2 * r), pred, np.nan), "-", color=c, lw=1)
+    ax[0].loglog(nfine, perturbation_distance(nfine, nu, d, r, finite_n=False), ":", color=c,
+                 lw=0.8)
+    shift = 1 + 0.03 * list(s.noise_levels).index(nu)
+    for inside in (True, False):
+      sel = [x for x in cells if x["ratio"] is not None and x["in_regime"] == inside]
+      if sel:
+        ratio = np.array([x["ratio"] for x in sel])
+        lo, hi = np.array([x["ratio_ci"] for x in sel]).T
+        ax[1].errorbar([x["n"] * shift for x in sel], ratio, yerr=[ratio - lo, hi - ratio],
+                       fmt="o", ms=4, color=c, capsize=2, mfc=c if inside else "none",
+                       label=f"ν = {nu:g}" if inside else None)
+  nlow = np.linspace(min(s.noise_ns), r, 100)
+  ax[0].loglog(nlow, np.sqrt(np.maximum(r - nlow, 0)), "k--", lw=1.2,
+               label="noiseless bound sqrt(r − N)")
+  ax[0].axhline(s.threshold, color="gray", lw=1, label=f"success threshold {s.threshold:g}")
+  ax[0].axhspan(1e-3, s.perturbation_regime, color="g", alpha=0.06,
+                label=f"regime: prediction ≤ {s.perturbation_regime:g}")
+  ax[0].axvline(r, color="k", lw=0.6, alpha=0.5)
+  ax[0].plot([], [], "k-", lw=1, label="sqrt(2(D−r)rν²(1+ν²)/(N−r−1))")
+  ax[0].plot([], [], "k:", lw=0.8, label="N → ∞ form (…/N)")
+  ax[0].set(xlabel="N (training samples)", ylabel="‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F",
+            ylim=(0.5 * min(x["rms_dist"] for x in noise["table"]), 3 * np.sqrt(r)),
+            title=f"noisy data x = U_g a + ν e, D = {d}, r = {r}: rms over "
+                  f"{s.noise_num_seeds} seeds ({s.ci_level:.0%} CI)")
+  ax[0].legend(fontsize=7, ncol=2, loc="lower left")
+  e = s.max_perturbation_error
+  ax[1].axhspan(1 - e, 1 + e, color="g", alpha=0.08, label=f"criterion ±{e:g}")
+  ax[1].axhline(1, color="k", lw=0.8)
+  ax[1].set_xscale("log")
+  ax[1].set(xlabel="N", ylabel="rms distance / prediction", ylim=(0, 2),
+            title="first-order perturbation theory (filled: cells in the regime)")
+  ax[1].legend(fontsize=7)
+  io.save_figure(fig, workdir / "pca_noise.png")
 
 
 def _figures(workdir, s, rows, ns, rs, rate, slope, intercept):
@@ -442,6 +702,62 @@ def _figures(workdir, s, rows, ns, rs, rate, slope, intercept):
   io.save_figure(fig, workdir / "pca_phase.png")
 
 
+def _noise_report(s, noise) -> str:
+  """The noisy panel's section of report.md ("" if it did not run)."""
+  if noise is None:
+    return ""
+  def num(v, f="{:.3g}"):
+    return "—" if v is None else f.format(v)
+  table = io.markdown_table([
+      {"ν": f"{c['noise']:g}", "N": c["n"], "rms ‖U⋆U⋆ᵀ − U_gU_gᵀ‖_F": num(c["rms_dist"]),
+       f"{s.ci_level:.0%} CI": f"[{c['ci'][0]:.3g}, {c['ci'][1]:.3g}]",
+       "predicted": num(c["predicted"]), "N → ∞ form": num(c["predicted_asymptotic"]),
+       "ratio": num(c["ratio"], "{:.3f}"),
+       "ratio CI": "—" if c["ratio_ci"] is None else
+                   f"[{c['ratio_ci'][0]:.2f}, {c['ratio_ci'][1]:.2f}]",
+       "in regime": "yes" if c["in_regime"] else "",
+       "success rate": f"{c['success_rate']:.2f}",
+       "‖U⋆ − PCA‖ (max)": num(c["max_dist_pca"], "{:.1e}")}
+      for c in noise["table"]])
+  stars = io.markdown_table([
+      {"ν": f"{x['noise']:g}", "N* measured": num(x["n_star"], "{:g}"),
+       "N* predicted": f"{x['predicted']:.1f}",
+       "next N of the grid": num(x["predicted_on_grid"], "{:g}")}
+      for x in noise["n_star"]])
+  err, err_inf = noise["max_relative_error"], noise["max_relative_error_asymptotic"]
+  fit = ("" if err is None else
+         f"In the {noise['regime_cells']} cells where the prediction is ≤ "
+         f"{s.perturbation_regime:g} the rms distance is within {err:.1%} of it "
+         f"(criterion {s.max_perturbation_error:.0%}; every {s.ci_level:.0%} interval "
+         f"{'inside' if noise['ratio_ci_inside_band'] else 'not always inside'} the band); the "
+         f"N → ∞ form (N for N − r − 1) would be off by up to {err_inf:.0%} in the same cells, "
+         "the inverse-Wishart factor of the signal block when N is a few times r. ")
+  return f"""### Noisy data: the boundary becomes statistical
+
+The same optimizer on `x = U_g a + ν e` (`a ~ N(0, I_r)`, `e ~ N(0, I_D)`),
+D = {noise['dim']}, r = {noise['rank']}, ν ∈ {list(s.noise_levels)}, N ∈ {list(s.noise_ns)},
+{noise['num_seeds']} seeds ({noise['cells']} cells, one `train_grid` call, {noise['seconds']:.1f} s).
+PCA of the noisy data is no longer U_g, so "trained = PCA" now tests the optimizer
+against a target it could miss: the worst N ≥ r cell is {noise['max_dist_pca_n_ge_r']:.1e}
+from the float64 PCA (ν = {noise['noise_of_worst']:g}, N = {noise['n_of_worst']}, relative
+eigengap σ_r² − σ_{{r+1}}² over σ_r² = {noise['eigengap_of_worst']:.2f}). The distance to U_g
+is predicted with no fitted constant by first-order perturbation theory,
+rms ≈ sqrt(2 (D − r) r ν²(1 + ν²) / (N − r − 1)) (`perturbation_distance`).
+
+![noise](pca_noise.png)
+
+{table}
+{fit}The noiseless N = r boundary is the ν → 0 end of a moving one: success
+(‖·‖_F < {s.threshold:g} in ≥ {s.boundary_level:.0%} of seeds) needs
+
+{stars}
+with N* predicted where the prediction crosses the threshold,
+r + 1 + 2(D − r) r ν²(1 + ν²) / {s.threshold:g}² (a boundary on the rms; the median
+crosses earlier when N ≈ r, where the distribution has a heavy tail).
+
+"""
+
+
 def _report(workdir, s, m, cfg):
   vt = io.markdown_table(
       [dict(training=name, cells=v["cells"],
@@ -486,6 +802,7 @@ SGD in float32 (no preconditioning, rate {s.plain_learning_rate}, {cfg.steps} st
 (right panel): an optimization limit, not a failure of the equivalence. Below
 ~1e-6 a float32 loss cannot even resolve the direction, hence float64.
 """
+  noise_text = _noise_report(s, m.get("noise"))
   ok_pca = m["max_dist_pca_n_ge_r"] <= s.pca_tolerance
   pca_sentence = (
       f"for every N ≥ r the trained U⋆ {'equals' if ok_pca else 'does not always equal'} "
@@ -528,7 +845,7 @@ PCA: float64 SVD. Success: distance < {s.threshold}.
 
 {summary}
 {plain_text}
-{variants_text}{verdicts_lib.table(m["verdicts"])}
+{variants_text}{noise_text}{verdicts_lib.table(m["verdicts"])}
 **Verdict.** {overall(m["verdicts"])}: {pca_sentence} The success
 boundary fitted from the heatmap (smallest N with success rate ≥ {s.boundary_level:g}) is
 N* = {slope:.2f} r {intercept:+.2f} (claim: N* = r). {bound_sentence} The distances sit on
