@@ -49,7 +49,7 @@ TINY = {
                                 random_ns=(2,), random_restarts=2, kss_iters=2,
                                 kss_restarts=1, hard_rank=1, hard_ns=(2, 4), hard_seeds=2,
                                 noise_dims=(12,), noises=(0.0, 0.05), angles=(90.0, 45.0),
-                                size_ratios=(1, 2), num_resamples=20),
+                                size_ratios=(1, 2), bootstrap_resamples=20),
     "molrg_networks": dict(
         dim=12, image_shape=(2, 2, 3), ranks=(2, 3), ns=(2, 8), bootstrap_resamples=20,
         mlp=dict(model=dict(hidden=16, emb_dim=8), train=dict(batch_size=4, **_TINY_TRAIN),
@@ -113,7 +113,7 @@ def test_paper_without_cifar10_stops_before_any_work(tmp_path):
 
 
 # The two zoo studies share their trained models, so they run in this file
-# (one test worker); the others run in test_paper_wiring_others.py.
+# (one test worker); the others run in test_paper_wiring_others.py and _rest.py.
 ZOO_STUDIES = ("reproducibility_regimes", "reproducibility_across_samplers")
 
 

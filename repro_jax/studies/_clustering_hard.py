@@ -262,7 +262,7 @@ def summarize(s, rows) -> dict:
   rng = np.random.default_rng(s.seed)
   th, r = s.threshold, s.hard_rank
   ns = list(s.hard_ns)
-  boot = dict(rng=rng, num_resamples=s.num_resamples, level=s.ci_level)
+  boot = dict(rng=rng, num_resamples=s.bootstrap_resamples, level=s.ci_level)
   settings_rows = []
   # Per setting, N ≥ 2r: each method's recovery rate and label accuracy.
   for sweep, keys in (("noise", ("D", "noise")), ("angle", ("angle",)), ("sizes", ("size_ratio",))):

@@ -100,7 +100,7 @@ class Settings:
   size_ratios: tuple[int, ...] = (1, 2, 4)
   sizes_noise: float = 0.05
   spectral_neighbours: int = 5     # TSC affinity: nearest neighbours kept per point
-  num_resamples: int = 2000        # seed bootstrap
+  bootstrap_resamples: int = 2000  # seed bootstrap
   ci_level: float = 0.95
   # Criteria outside the theorem.  Perturbation law: measured / predicted rms
   # distance within 1 ± max_perturbation_error where N ≥ perturbation_min_n · r
@@ -130,7 +130,7 @@ _VARIANTS = {
                   kss_iters=6, kss_restarts=2,
                   hard_rank=2, hard_ns=(2, 4, 8, 16), hard_seeds=2, noise_dims=(12,),
                   noises=(0.0, 0.05), angles=(90.0, 45.0), size_ratios=(1, 2),
-                  num_resamples=200),
+                  bootstrap_resamples=200),
     "paper": dict(ranks=(2, 4, 6, 8, 10, 12), ns=tuple(range(1, 19)), num_seeds=10,
                   train=dict(steps=1000, noise_per_point=8, restarts=4),
                   random_ns=(12, 18), random_restarts=16, kss_iters=30, kss_restarts=10,
