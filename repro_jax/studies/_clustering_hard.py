@@ -228,17 +228,6 @@ def _solve(s, key, train_cfg, grid: molrg_grid.Grid):
 
 # Summaries ---------------------------------------------------------------------
 
-def _seed_bootstrap(values_by_seed, stat, rng, num_resamples: int, level: float):
-  """Percentile interval of `stat(values)` under resampling the seeds (the
-  first axis of `values_by_seed [S, ...]`) with replacement."""
-  from repro_jax.analysis import bootstrap
-  v = np.asarray(values_by_seed, np.float64)
-  idx = rng.integers(0, v.shape[0], size=(num_resamples, v.shape[0]))
-  reps = np.array([stat(v[i]) for i in idx])
-  lo, hi = bootstrap.interval(reps, level)
-  return float(stat(v)), float(lo), float(hi)
-
-
 def _select(rows, **eq):
   return [x for x in rows if all(x[k] == v for k, v in eq.items())]
 
@@ -302,7 +291,8 @@ def summarize(s, rows) -> dict:
         by_seed = np.array([[x["seeded_trained_dist_rms"] for x in sel]]).T      # [S, 1]
         kss = np.array([[x["kss_dist_rms"] for x in sel]]).T
         rms = lambda v: np.sqrt(np.mean(np.square(v)))
-        ratio, lo, hi = _seed_bootstrap(by_seed, lambda v: rms(v) / pred, **boot)
+        ratio, lo, hi = pca_equivalence.seed_bootstrap(by_seed, lambda v: rms(v) / pred,
+                                                       **boot)
         law.append(dict(D=d, noise=nu, n=n, predicted=pred, ratio=ratio, lo=lo, hi=hi,
                         kss_ratio=float(rms(kss) / pred)))
 
@@ -311,8 +301,8 @@ def summarize(s, rows) -> dict:
   seeds = sorted({x["seed"] for x in gain_cells})
   per_seed = np.array([[float(x["seeded_trained_dist"] < th) - float(x["seeded_init_dist"] < th)
                         for x in gain_cells if x["seed"] == sd] for sd in seeds])
-  gain = _seed_bootstrap(per_seed, np.mean, **boot)
-  dist_gain = _seed_bootstrap(
+  gain = pca_equivalence.seed_bootstrap(per_seed, np.mean, **boot)
+  dist_gain = pca_equivalence.seed_bootstrap(
       np.array([[x["seeded_init_dist"] - x["seeded_trained_dist"]
                  for x in gain_cells if x["seed"] == sd] for sd in seeds]), np.median, **boot)
 
@@ -322,7 +312,7 @@ def summarize(s, rows) -> dict:
     sel = [x for x in rows if x["sweep"] == "angle" and x["angle"] == th_deg and x["n"] >= 2 * r]
     diff = np.array([[x["seeded_trained_acc"] - x["kss_acc"] for x in sel if x["seed"] == sd]
                      for sd in sorted({x["seed"] for x in sel})])
-    v, lo, hi = _seed_bootstrap(diff, np.mean, **boot)
+    v, lo, hi = pca_equivalence.seed_bootstrap(diff, np.mean, **boot)
     angle.append(dict(angle=th_deg, acc_diff=v, lo=lo, hi=hi,
                       floor=float(orthonormal_floor(r, th_deg)),
                       trained_dist=float(np.median([x["seeded_trained_dist"] for x in sel])),

@@ -307,13 +307,20 @@ def _training_variants(s: Settings, key):
   return out
 
 
-def _seed_bootstrap_rms(d, rng, num_resamples: int, level: float):
-  """rms over seeds of `d [S]` and its percentile interval (seeds resampled)."""
+def seed_bootstrap(values_by_seed, stat, rng, num_resamples: int, level: float):
+  """`stat(values)` and its percentile interval when the seeds (the first axis
+  of `values_by_seed [S, ...]`) are resampled with replacement.
+
+  Returns `(value, lo, hi)` as floats."""
   from repro_jax.analysis import bootstrap
-  d2 = np.square(np.asarray(d, np.float64))
-  idx = rng.integers(0, d2.size, size=(num_resamples, d2.size))
-  lo, hi = bootstrap.interval(np.sqrt(d2[idx].mean(1)), level)
-  return float(np.sqrt(d2.mean())), float(lo), float(hi)
+  v = np.asarray(values_by_seed, np.float64)
+  idx = rng.integers(0, v.shape[0], size=(num_resamples, v.shape[0]))
+  lo, hi = bootstrap.interval(np.array([stat(v[i]) for i in idx]), level)
+  return float(stat(v)), float(lo), float(hi)
+
+
+def _rms(d):
+  return np.sqrt(np.mean(np.square(d)))
 
 
 def _noise_panel(s: Settings, key):
@@ -346,7 +353,7 @@ def summarize_noise(s: Settings, rows, seconds: float = 0.0) -> dict | None:
     for n in s.noise_ns:
       sel = [x for x in rows if x["n"] == n and np.isclose(x["noise"], nu)]
       dist = np.array([x["dist_truth"] for x in sel])
-      rms, lo, hi = _seed_bootstrap_rms(dist, rng, s.bootstrap_resamples, s.ci_level)
+      rms, lo, hi = seed_bootstrap(dist, _rms, rng, s.bootstrap_resamples, s.ci_level)
       pred = perturbation_distance(n, nu, d, r)
       asym = perturbation_distance(n, nu, d, r, finite_n=False)
       finite = np.isfinite(pred)
