@@ -12,6 +12,7 @@ import pytest
 from scipy import optimize
 
 from cifar_files import write_cifar_dir
+from test_trained_view import _subject
 
 from repro_jax.diffusion import denoiser
 from repro_jax.closed_form import denoisers
@@ -199,8 +200,8 @@ def test_round_trip_errors_fall_with_steps():
 
 # The studies end to end (smoke) ---------------------------------------------------------
 
-def _run(name, tmp_path):
-  s = runner.study_settings(name, "smoke")
+def _run(name, tmp_path, overrides=None):
+  s = settings_lib.override(runner.study_settings(name, "smoke"), overrides or {})
   out = runner.run_study(name, s, tmp_path / name)
   wd = tmp_path / name
   on_disk = json.loads((wd / "metrics.json").read_text())
@@ -270,7 +271,8 @@ def test_memorization_theory_smoke(tmp_path):
 
 
 def test_optimization_view_smoke(tmp_path):
-  out, wd = _run("optimization_view", tmp_path)
+  zoo = str(tmp_path / "zoo")
+  out, wd = _run("optimization_view", tmp_path, {"zoo": {"dir": zoo}, "molrg": {"dir": zoo}})
   s = out["summary"]
   for kind in ("finite", "molrg"):
     assert s[kind]["identity_max"] < 1e-10                   # σ ε* = ½∇dist²_K, float64
@@ -286,10 +288,30 @@ def test_optimization_view_smoke(tmp_path):
   assert s["floor_sw"] < min(r["sw"] for r in rows)
   for f in ("report.md", "admissibility.png", "shrink.png", "identity.png", "projection.png",
             "samplers.png", "schedules.png", "sampler_table.csv", "schedule_table.csv",
-            "trajectories.npz", "gamma.png", "gamma_sweep.csv"):
+            "trajectories.npz", "gamma.png", "gamma_sweep.csv", "trained.png",
+            "trained_tables.csv", "trained_curves.npz"):
     assert (wd / f).stat().st_size > 0, f
   verdict = {v["claim"][:30]: v["verdict"] for v in out["verdicts"]}
-  assert len(out["verdicts"]) == 7
+  assert len(out["verdicts"]) == 11
+  # Trained denoisers beside the exact ones: the exact MoLRG posterior mean is a
+  # projection at small σ (η → 0 where the premise holds), every estimate has a CI
+  # around its value, and every cell of both tables is scored.
+  tv = out["trained"]["subjects"]
+  assert [r["trained"] for r in tv.values()] == [True, False, True, False]
+  # The exact posterior mean tends to the projection as σ → 0: η_t → 0 (at σ_min,
+  # (σ²/(1+σ²)) ‖U Uᵀx‖ / dist_K(x) for the nearest subspace).
+  with np.load(wd / "trained_curves.npz") as f:
+    eta = f["MoLRG exact|eta"]                               # [3 quantiles, T]
+  assert eta[1, -1] < 1e-2 < eta[1, 0]
+  for r in tv.values():
+    for e in r["diagnostics"].values():
+      assert np.isfinite(e["value"]) and e["ci"][0] <= e["ci"][1]
+    assert set(r["table"]["schedule"]) == set(out["trained"]["subjects"][
+        "MoLRG exact"]["table"]["schedule"])
+  s_cfg = runner.study_settings("optimization_view", "smoke")
+  assert {len(v) for r in tv.values() for smp in r["table"]["sampler"].values()
+          for v in smp.values()} == {len(s_cfg.nfe)}
+  assert "### The optimization view with trained denoisers" in (wd / "report.md").read_text()
   # γ = 1 (DDIM) lands on training points on every grid, γ = 2 only on the fine one.
   g = s["gamma"]
   assert g["ddim_worst"] < g["tolerance"] < g["ge_readme"] and g["ge_fine_worst"] < g["tolerance"]
@@ -303,6 +325,11 @@ def test_optimization_view_smoke(tmp_path):
   assert order == ("reproduced" if s["schedule_order_agrees"] else "not reproduced")
   if order == "not reproduced":
     assert "**not reproduced**: a different ordering" in (wd / "report.md").read_text()
+
+
+# A trained-denoiser part that passes every criterion (its verdicts are tested in
+# test_trained_view.py).
+TRAINED = {"subjects": {"net": _subject(1.2, 0.5, -0.1, -0.1)}}
 
 
 def test_optimization_view_ordering_verdicts():
@@ -320,20 +347,20 @@ def test_optimization_view_ordering_verdicts():
           (): "not tested"}
   for wins, expected in want.items():
     summary = dict(base, ge_beats_ddim={n: w for n, w in zip((5, 10), wins)})
-    vs = ov.verdicts(s, {"summary": summary})
+    vs = ov.verdicts(s, {"trained": TRAINED, "summary": summary})
     assert [v.verdict for v in vs[:4]] == ["reproduced"] * 4
     assert vs[4].verdict == expected, wins
     assert vs[5].verdict == "not reproduced"
     assert vs[6].verdict == "reproduced"
-  assert ov.verdicts(s, {"summary": dict(base, ge_beats_ddim={5: True}, schedule_order_agrees=True)}
+  assert ov.verdicts(s, {"trained": TRAINED, "summary": dict(base, ge_beats_ddim={5: True}, schedule_order_agrees=True)}
                      )[5].verdict == "reproduced"
   # γ = 2 never landing, even on fine grids, would be a defect: not reproduced.
-  assert ov.verdicts(s, {"summary": dict(base, ge_beats_ddim={5: True},
+  assert ov.verdicts(s, {"trained": TRAINED, "summary": dict(base, ge_beats_ddim={5: True},
                                          gamma=dict(base["gamma"], ge_fine_worst=1.0))}
                      )[6].verdict == "not reproduced"
   # The declared criteria decide: ν above `max_nu` fails admissibility.
   loose = dict(side, nu=2.5)
-  assert ov.verdicts(s, {"summary": dict(base, finite=loose, ge_beats_ddim={})}
+  assert ov.verdicts(s, {"trained": TRAINED, "summary": dict(base, finite=loose, ge_beats_ddim={})}
                      )[0].verdict == "not reproduced"
 
 

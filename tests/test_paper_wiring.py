@@ -66,7 +66,10 @@ TINY = {
     "optimization_view": dict(
         molrg_dim=12, molrg_components=2, molrg_rank=2, finite_num_train=32, traj_num=8,
         traj_steps=(10,), traj_main_steps=10, identity_num=4, num_samples=64, num_seeds=1,
-        nfe=(5,), sw_projections=16, gammas=(1.0, 2.0), gamma_steps=(5,), gamma_num=8),
+        nfe=(5,), sw_projections=16, gammas=(1.0, 2.0), gamma_steps=(5,), gamma_num=8,
+        zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8), digits_seeds=(0,),
+        molrg=_TINY_MOLRG, descriptor=_TINY_ZOO_STUDY["descriptor"], trained_traj_num=4,
+        trained_traj_steps=(3,), trained_num_samples=8, bootstrap_resamples=20),
     "reproducibility_regimes": dict(zoo=_TINY_ZOO, plane_grid=3, plane_size_index=0,
                                     grid_columns=2, steps=3, **_TINY_ZOO_STUDY),
     "reproducibility_across_samplers": dict(

@@ -20,11 +20,11 @@ STUDIES: tuple[str, ...] = (
     "subspace_clustering",
     "molrg_networks",
     "memorization_theory",
-    "optimization_view",
     "reproducibility_regimes",
     "reproducibility_across_samplers",
     "reproducibility_across_models",
     "jacobian_rank",
+    "optimization_view",      # after the networks it restores (trains them if missing)
     "loco_edit",
     "watermark",
     "ddim_table",

@@ -13,6 +13,7 @@ import numpy as np
 from repro_jax import plotting
 from repro_jax import io
 from repro_jax.studies import _gamma_sweep as gamma_sweep
+from repro_jax.studies import _trained_view as trained_view
 from repro_jax.studies import verdicts as verdicts_lib
 
 SAMPLER_LABELS = {
@@ -216,6 +217,9 @@ def report(workdir, metrics, config):
   vs = metrics["verdicts"]     # in the order of `optimization_view.verdicts`
   gamma_text = ("" if "gamma_table" not in metrics else
                 gamma_sweep.report_section(metrics["gamma_table"], s["gamma"], config))
+  # The trained-denoiser verdicts follow the exact ones (6) and the γ sweep's (1).
+  trained_text = ("" if "trained" not in metrics else trained_view.report_section(
+      metrics["trained"], config, vs[7:11], SAMPLER_LABELS, SCHEDULE_LABELS))
   nfe_cols = [int(n) for n in config.nfe]
   tables = {}
   for metric in ("sw", "cov", "dist"):
@@ -387,6 +391,7 @@ denoiser (sliced W₂, covariance error) instead of FID on CIFAR-10 with a train
 only orderings are comparable, not values.
 
 {gamma_text}
+{trained_text}
 ### Verdicts
 
 {verdicts_lib.table(vs)}"""

@@ -232,18 +232,26 @@ def retrieval(x, ref) -> np.ndarray:
 
 
 @jax.jit
-def _weighted_sw(proj_sorted, order, ref_q, weights):
-  """SW₂ of weighted point clouds: `proj_sorted [P, n]` sorted projections,
+def _weighted_sw(proj_sorted, order, ref_q, weights, level_idx):
+  """SW₂ of resampled point clouds: `proj_sorted [P, n]` sorted projections,
   `order [P, n]` their point indices, `ref_q [P, L]` the reference's quantiles
-  at the midpoint levels, `weights [R, n]` → `[R]`."""
-  num_levels = ref_q.shape[1]
-  u = (jnp.arange(num_levels) + 0.5) / num_levels
+  at the midpoint levels, `weights [R, n]` integer counts summing to n,
+  `level_idx [L]` = ⌊u_l n⌋ → `[R]`.
+
+  The resampled cloud has n points, `repeat(sorted, counts)`; its quantile at
+  level u_l is entry ⌊u_l n⌋ of it, the point j with `C_{j−1} ≤ ⌊u_l n⌋ < C_j`
+  (C the cumulative counts), i.e. `j = #{j' : C_j' ≤ ⌊u_l n⌋}`: a histogram of
+  C and its cumulative sum, O(P·n) per replicate in integers.
+  """
+  p, n = proj_sorted.shape
+  offsets = (jnp.arange(p) * (n + 1))[:, None]
 
   def one(w):
-    cw = jnp.cumsum(w[order], axis=1)
-    cw = cw / cw[:, -1:]
-    idx = jax.vmap(lambda c: jnp.searchsorted(c, u, side="right"))(cw)
-    q = jnp.take_along_axis(proj_sorted, jnp.minimum(idx, proj_sorted.shape[1] - 1), axis=1)
+    c = jnp.cumsum(w.astype(jnp.int32)[order], axis=1)                   # [P, n]
+    hist = jnp.zeros(p * (n + 1), jnp.int32).at[(c + offsets).ravel()].add(1)
+    below = jnp.cumsum(hist.reshape(p, n + 1), axis=1)                    # #{C ≤ v}
+    idx = jnp.minimum(below[:, level_idx], n - 1)
+    q = jnp.take_along_axis(proj_sorted, idx, axis=1)
     return jnp.sqrt(jnp.mean(jnp.square(q - ref_q)))
 
   return jax.lax.map(one, weights)
@@ -271,8 +279,12 @@ def sw_bootstrap(key, samples, ref, noise_counts, model_counts, *, num_projectio
       proj_sorted[:, np.floor(u * k * b).astype(np.int64)].astype(np.float64) - ref_q))))
   w = (np.asarray(model_counts, np.float32)[:, :, None]
        * np.asarray(noise_counts, np.float32)[:, None, :]).reshape(-1, k * b)
+  if not np.all(w.sum(1) == k * b):
+    raise ValueError("each replicate's counts must sum to K·B (models and noises drawn "
+                     "with replacement, `bootstrap.draw`).")
   reps = np.asarray(_weighted_sw(jnp.asarray(proj_sorted), jnp.asarray(order),
-                                 jnp.asarray(ref_q), jnp.asarray(w)))
+                                 jnp.asarray(ref_q), jnp.asarray(w),
+                                 jnp.asarray(np.floor(u * k * b).astype(np.int32))))
   return value, reps
 
 

@@ -10,7 +10,12 @@ posterior mean, whose K is the union of subspaces):
 2. a sampler table at fixed NFE budgets and a schedule table at 10 steps on
    MoLRG, scored against the known true law (mean distance to the union of
    subspaces, sliced Wasserstein-2 to fresh true samples, per-component
-   covariance error), mean ± std over seeds.
+   covariance error), mean ± std over seeds;
+3. the γ sweep of the gradient-estimation sampler (`_gamma_sweep`);
+4. with trained denoisers (`_trained_view`): the relative-error model's ν and
+   η measured along the networks' own DDIM trajectories, and the sampler and
+   schedule tables redone, each beside the exact denoiser of the same law or
+   training set, with cluster-bootstrap CIs over seeds and noises.
 
 Noise convention: VE coordinates `x_t = x0 + σ_t ε` on σ grids of the DDPM
 schedule (T = 1000, linear β); supports are `[N, D]` (finite K) or MoLRG bases
@@ -45,7 +50,12 @@ from repro_jax import samplers
 from repro_jax import settings as settings_lib
 from repro_jax.diffusion import schedules
 from repro_jax.studies import _optimization_view_report as report_lib
+from repro_jax.studies import _trained_view as trained_view
+from repro_jax.studies import _zoo_study
+from repro_jax.studies import jacobian_rank
 from repro_jax.studies import verdicts as verdicts_lib
+from repro_jax.analysis import descriptor as descriptor_lib
+from repro_jax.networks import model_zoo
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -101,6 +111,42 @@ class Settings:
   # γ = 2 must land on every log-linear grid of ≥ gamma_fine_steps steps.
   landed_fraction: float = 0.05
   gamma_fine_steps: int = 20
+  # Trained denoisers (`_trained_view`): the cross-model matrix's digits member at
+  # the generalization N (the last of digits_sizes) and jacobian_rank's MoLRG MLPs
+  # at theirs, every seed, restored from zoo.dir (trained there if missing); the
+  # same samplers, NFE budgets and schedules as above; ν and η criteria as above.
+  zoo: model_zoo.ZooSettings = dataclasses.field(
+      default_factory=lambda: _zoo_study.zoo_settings("cpu"))
+  digits_members: tuple[tuple[str, str, int, str], ...] = (("MLP EDM", "mlp", 128, "edm"),)
+  digits_sizes: tuple[int, ...] = (16, 1797)
+  digits_seeds: tuple[int, ...] = (0, 1, 2)
+  descriptor: descriptor_lib.DescriptorSettings = dataclasses.field(
+      default_factory=descriptor_lib.DescriptorSettings)
+  molrg: model_zoo.ZooSettings = dataclasses.field(
+      default_factory=lambda: jacobian_rank.settings("cpu").molrg)
+  trained_traj_num: int = 256       # noises per model for the trajectories
+  trained_traj_steps: tuple[int, ...] = (10, 50)   # log-linear grids
+  trained_num_samples: int = 1000   # noises per model for the tables
+  trained_sw_projections: int = 64  # directions of the tables' sliced W₂ (shared by every cell)
+  bootstrap_resamples: int = 200
+  ci_level: float = 0.95
+
+  def __post_init__(self):
+    if len(self.digits_members) != 1 or len(self.digits_sizes) != 2 or not self.digits_seeds:
+      raise ValueError("digits_members must be one (label, model, width, parameterization) "
+                       "and digits_sizes (memorization N, generalization N), the matrix's; "
+                       f"got {self.digits_members}, {self.digits_sizes}.")
+    if len(self.molrg.sizes) != 2 or self.molrg.train.data.name != "molrg":
+      raise ValueError("molrg must be a zoo of two sizes on the 'molrg' data source.")
+    if (self.trained_traj_num < 2 or self.trained_num_samples < 2
+        or not self.trained_traj_steps or min(self.trained_traj_steps) < 1
+        or self.trained_sw_projections < 1):
+      raise ValueError("trained_traj_num, trained_num_samples >= 2, trained_traj_steps >= 1 "
+                       "and trained_sw_projections >= 1 are required.")
+    if not 0 < self.ci_level < 1 or self.bootstrap_resamples < 10:
+      raise ValueError("ci_level must be in (0, 1) and bootstrap_resamples >= 10.")
+    if self.max_nu <= 1:
+      raise ValueError(f"max_nu must be > 1; got {self.max_nu}.")
 
 
 VARIANTS = ("cpu", "smoke", "paper")
@@ -111,9 +157,20 @@ _VARIANTS = {
                   traj_spacings=("log_linear",), traj_main_steps=40, identity_num=8,
                   num_samples=512, num_seeds=2, nfe=(5,),
                   samplers=("sigma_form", "gradient_estimation", "ddpm"), sw_projections=64,
-                  gammas=(1.0, 2.0), gamma_steps=(20,), gamma_num=64),
+                  gammas=(1.0, 2.0), gamma_steps=(20,), gamma_num=64,
+                  zoo=_zoo_study.zoo_settings("smoke"),
+                  digits_members=(("MLP EDM", "mlp", 16, "edm"),), digits_sizes=(8, 32),
+                  digits_seeds=(0, 1), molrg=jacobian_rank.settings("smoke").molrg,
+                  descriptor=dict(width=8, dim=16, steps=20, batch=32, warmup=5, chunk=10),
+                  trained_traj_num=16, trained_traj_steps=(10,), trained_num_samples=32,
+                  trained_sw_projections=16, bootstrap_resamples=20),
+    # Trained: the zoo's CIFAR-10 U-Net (ε-prediction, the generalizing N), as ddim_table's.
     "paper": dict(finite_num_train=1797, traj_num=10_000, identity_num=256, num_samples=50_000,
-                  num_seeds=5, nfe=(5, 10, 20, 50, 100), sw_projections=1024),
+                  num_seeds=5, nfe=(5, 10, 20, 50, 100), sw_projections=1024,
+                  zoo=_zoo_study.zoo_settings("paper"),
+                  digits_members=(("U-Net VP-ε", "unet", 128, "eps"),),
+                  digits_sizes=(64, 32768), trained_traj_num=1024, trained_num_samples=10_000,
+                  trained_sw_projections=256, bootstrap_resamples=500),
 }
 
 
@@ -284,7 +341,7 @@ def measure(s: Settings, ctx) -> dict:
   """
   t0 = time.time()
   key = jax.random.PRNGKey(s.seed)
-  progress = ctx.progress(4)
+  progress = ctx.progress(6 + 4)
   bases = np.asarray(denoisers.random_molrg_bases(
       jax.random.fold_in(key, 0), s.molrg_dim, s.molrg_components, s.molrg_rank))
   finite = _finite_set(s, jax.random.fold_in(key, 1))
@@ -300,6 +357,8 @@ def measure(s: Settings, ctx) -> dict:
   rows, sched_rows, floor = sampler_and_schedule_tables(bases, s, jax.random.fold_in(key, 30))
   gamma_rows = gamma_sweep.sweep(kinds, s, schedule_grid, jax.random.fold_in(key, 40))
   progress.step("tables and γ sweep")
+  trained = trained_view.measure(s, progress, schedule_grid, steps_for_nfe,
+                                 jax.random.fold_in(key, 50), ctx.workdir)
   summary = _summarize(traj, ident, rows, sched_rows, floor, s)
   summary["gamma"] = gamma_sweep.summarize(gamma_rows, s, gamma_sweep.spacing(finite))
   workdir = pathlib.Path(ctx.workdir)
@@ -321,7 +380,8 @@ def measure(s: Settings, ctx) -> dict:
   io.save_npz(workdir / "trajectories.npz", **_figure_arrays(traj, ident, grids))
   progress.step("artefacts")
   return dict(summary=summary, sampler_table=rows, schedule_table=sched_rows,
-              gamma_table=gamma_rows, true_sample_floor=floor, finite_set=dict(name=s.finite_dataset,
+              gamma_table=gamma_rows, trained=trained, true_sample_floor=floor,
+              finite_set=dict(name=s.finite_dataset,
                                                        num_train=int(finite.shape[0]),
                                                        dim=int(finite.shape[1])),
               seconds=time.time() - t0)
@@ -465,6 +525,7 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
       source=_TALK))
   out.append(gamma_sweep.verdict(s, sm["gamma"], "optimization-view talk [O], Algorithm 2; "
                                  "README `experiments.sample` example; docs/theory.md §2.4"))
+  out.extend(trained_view.verdicts(s, metrics["trained"]))
   return out
 
 
@@ -486,4 +547,6 @@ def render(s: Settings, metrics: dict, workdir) -> None:
   report_lib.figures(workdir, traj, ident, metrics["sampler_table"], metrics["schedule_table"],
                      metrics["true_sample_floor"], metrics["summary"], s, grids)
   gamma_sweep.figure(metrics["gamma_table"], metrics["summary"]["gamma"], workdir / "gamma.png")
+  trained_view.figure(metrics["trained"], s, workdir, report_lib.SAMPLER_LABELS,
+                      report_lib.SCHEDULE_LABELS)
   report_lib.report(workdir, metrics, s)

@@ -1,0 +1,68 @@
+"""The optimization view's trained-denoiser part (`_trained_view`): its weighted
+statistics against brute force on repeated samples, and its verdict logic."""
+
+import jax
+import numpy as np
+
+from repro_jax.analysis import bootstrap
+from repro_jax.analysis import distribution_metrics as dm
+from repro_jax.closed_form import denoisers
+from repro_jax.studies import _trained_view as tv
+from repro_jax.studies import runner
+
+
+def test_weighted_quantile_is_the_quantile_of_repeated_values():
+  rng = np.random.default_rng(0)
+  v = rng.normal(size=50)
+  w = rng.integers(0, 4, size=50)
+  rep = np.sort(np.repeat(v, w))
+  for q in (0.01, 0.3, 0.5, 0.95, 0.99):
+    # The smallest value whose cumulative count reaches q · total.
+    want = rep[max(int(np.ceil(q * len(rep))) - 1, 0)]
+    assert tv.weighted_quantile(v, w, q) == want
+  assert np.isnan(tv.weighted_quantile(v, np.zeros(50), 0.5))
+
+
+def test_cov_bootstrap_replicates_are_the_error_of_the_resampled_cloud():
+  bases = np.asarray(denoisers.random_molrg_bases(jax.random.key(0), 12, 2, 3))
+  x, _ = denoisers.sample_molrg(jax.random.key(1), bases, 3 * 40)
+  x = np.asarray(x).reshape(3, 40, 12) * np.array([1.0, 1.3, 0.8])[:, None, None]
+  res = bootstrap.draw(jax.random.key(2), 40, np.zeros(3, np.int64), 5)
+  value, reps = tv.cov_bootstrap(x, bases, res)
+  np.testing.assert_allclose(value, float(dm.covariance_error(x.reshape(-1, 12), bases).mean),
+                             rtol=1e-5)
+  w = tv._replicate_weights(res).astype(np.int64)            # [R, M, B]
+  for r in range(5):
+    cloud = np.repeat(x.reshape(-1, 12), w[r].ravel(), axis=0)
+    np.testing.assert_allclose(reps[r], float(dm.covariance_error(cloud, bases).mean),
+                               rtol=1e-4)
+
+
+def _est(value, lo, hi, fraction=1.0):
+  return {"value": value, "ci": [lo, hi], "fraction": fraction}
+
+
+def _subject(nu_hi, eta_hi, ge_hi, ll_hi, trained=True):
+  diag = dict(nu=_est(1.5, 1.4, nu_hi), eta_95=_est(0.5, 0.4, eta_hi),
+              eta_median=_est(0.1, 0.05, 0.2))
+  return dict(kind="molrg", trained=trained, diagnostics=diag, contrasts=dict(
+      ge_minus_ddim={"SW2": {"5": _est(ge_hi - 0.1, ge_hi - 0.2, ge_hi)}},
+      log_linear_minus={"SW2": {"leading": _est(ll_hi - 0.1, ll_hi - 0.2, ll_hi)}}))
+
+
+def test_verdicts_follow_the_declared_criteria():
+  s = runner.study_settings("optimization_view", "smoke")
+  ok = _subject(s.max_nu - 0.1, s.max_eta_95 - 0.1, -0.01, -0.01)
+  bad = _subject(s.max_nu + 0.1, s.max_eta_95 + 0.1, 0.01, 0.2)
+  # An exact subject that fails everything does not count: verdicts are on trained ones.
+  exact_bad = dict(bad, trained=False)
+  for subjects, want in (({"a": ok, "x": exact_bad}, ["reproduced"] * 4),
+                         ({"a": ok, "b": bad}, ["partly", "partly", "partly",
+                                                "not reproduced"]),
+                         ({"b": bad}, ["not reproduced"] * 4)):
+    got = [v.verdict for v in tv.verdicts(s, {"subjects": subjects})]
+    assert got == want, (list(subjects), got)
+  # Log-linear ahead by value but not significantly everywhere: partly.
+  close = _subject(1.0, 0.1, -0.01, 0.05)
+  close["contrasts"]["log_linear_minus"]["SW2"]["leading"] = _est(-0.01, -0.03, 0.01)
+  assert tv.verdicts(s, {"subjects": {"c": close}})[3].verdict == "partly"
