@@ -69,7 +69,10 @@ TINY = {
         nfe=(5,), sw_projections=16, gammas=(1.0, 2.0), gamma_steps=(5,), gamma_num=8,
         zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8), digits_seeds=(0,),
         molrg=_TINY_MOLRG, descriptor=_TINY_ZOO_STUDY["descriptor"], trained_traj_num=4,
-        trained_traj_steps=(3,), trained_num_samples=8, bootstrap_resamples=20),
+        trained_traj_steps=(3,), trained_num_samples=8, bootstrap_resamples=20,
+        samplers=("sigma_form", "gradient_estimation"),
+        trained_samplers=("sigma_form", "gradient_estimation"),
+        schedule_spacings=("log_linear", "leading")),
     "reproducibility_regimes": dict(zoo=_TINY_ZOO, plane_grid=3, plane_size_index=0,
                                     grid_columns=2, steps=3, **_TINY_ZOO_STUDY),
     "reproducibility_across_samplers": dict(
@@ -78,7 +81,8 @@ TINY = {
     "reproducibility_across_models": dict(
         zoo=_TINY_ZOO, members=(("U-Net", "unet", 8, "eps", "vp"), ("DiT", "dit", 8, "edm", "vp")),
         matrix_sizes=(4, 8), matrix_seeds=(0, 1), halves_sizes=(4,), halves_seeds=(0,),
-        samplers=(("Heun", "heun", 2),), bootstrap_resamples=20, convergence_members=(0, 1),
+        samplers=(("Heun", "heun", 2),), bootstrap_resamples=20, halves_member=1,
+        convergence_members=(0, 1),
         convergence_size=4, convergence_steps=(1, 2), onset_sizes=(4,), **_TINY_ZOO_STUDY),
     "jacobian_rank": dict(
         zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8),

@@ -128,6 +128,9 @@ class Settings:
   trained_traj_steps: tuple[int, ...] = (10, 50)   # log-linear grids
   trained_num_samples: int = 1000   # noises per model for the tables
   trained_sw_projections: int = 64  # directions of the tables' sliced W₂ (shared by every cell)
+  # The talk's sampler comparison (gradient estimation, DDIM, DPM-Solver) and EDM's Heun.
+  trained_samplers: tuple[str, ...] = ("sigma_form", "gradient_estimation", "heun",
+                                       "dpm_solver")
   bootstrap_resamples: int = 200
   ci_level: float = 0.95
 
@@ -143,6 +146,9 @@ class Settings:
         or self.trained_sw_projections < 1):
       raise ValueError("trained_traj_num, trained_num_samples >= 2, trained_traj_steps >= 1 "
                        "and trained_sw_projections >= 1 are required.")
+    if not set(self.trained_samplers) <= set(self.samplers):
+      raise ValueError(f"trained_samplers {self.trained_samplers} must be among samplers "
+                       f"{self.samplers}.")
     if not 0 < self.ci_level < 1 or self.bootstrap_resamples < 10:
       raise ValueError("ci_level must be in (0, 1) and bootstrap_resamples >= 10.")
     if self.max_nu <= 1:
@@ -163,7 +169,8 @@ _VARIANTS = {
                   digits_seeds=(0, 1), molrg=jacobian_rank.settings("smoke").molrg,
                   descriptor=dict(width=8, dim=16, steps=20, batch=32, warmup=5, chunk=10),
                   trained_traj_num=16, trained_traj_steps=(10,), trained_num_samples=32,
-                  trained_sw_projections=16, bootstrap_resamples=20),
+                  trained_sw_projections=16, trained_samplers=("sigma_form", "gradient_estimation"),
+                  bootstrap_resamples=20),
     # Trained: the zoo's CIFAR-10 U-Net (ε-prediction, the generalizing N), as ddim_table's.
     "paper": dict(finite_num_train=1797, traj_num=10_000, identity_num=256, num_samples=50_000,
                   num_seeds=5, nfe=(5, 10, 20, 50, 100), sw_projections=1024,
