@@ -189,8 +189,6 @@ def _groups(zoo_dir):
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
-  from repro_jax.studies import reproducibility_across_samplers as ras
-  from repro_jax.studies import reproducibility_regimes as rr
   base = tmp_path_factory.mktemp("repro")
   zoo_dir = {"zoo": {"dir": str(base / "zoo")}}
   cfg = settings_lib.override(runner.study_settings("reproducibility_regimes", "smoke"), zoo_dir)
