@@ -87,8 +87,11 @@ def test_matrix_scores_point_values_match_a_loop():
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
   base = tmp_path_factory.mktemp("models")
+  # Two training stages instead of the smoke variant's three: the stop-and-resume
+  # path and the onset interpolation need two (test_stages_are_the_single_run_at_those_steps
+  # checks the stages themselves).
   cfg = settings_lib.override(runner.study_settings("reproducibility_across_models", "smoke"),
-                              {"zoo": {"dir": str(base / "zoo")}})
+                              {"zoo": {"dir": str(base / "zoo")}, "convergence_steps": (5, 20)})
   m = runner.run_study("reproducibility_across_models", cfg, base / "out")
   return base / "out", cfg, m
 
