@@ -4,6 +4,7 @@ The environment must be set before jax is imported anywhere, which is why it
 happens at the top of this file (pytest imports conftest.py first).
 """
 
+import collections
 import os
 import pathlib
 import signal
@@ -41,6 +42,36 @@ if os.environ.get("REPRO_JAX_TEST_CACHE"):
   jax.config.update("jax_compilation_cache_dir", str(_CACHE))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# The files that run whole studies, longest first (about 1-5 min each on 2
+# cores, most of it compiling).  They are collected first, and pytest-xdist's
+# `--dist loadfile` hands out the files in collection order, so that they start
+# early and the many short files fill both workers at the end.  (Its default
+# order, most tests first, would leave them, each with a few tests, to the end,
+# where one worker can be left with several while the other has finished.)
+_LONGEST_FILES = (
+    "test_paper_wiring_others.py", "test_closed_form_studies.py", "test_across_models.py",
+    "test_repro_studies.py", "test_molrg_networks.py", "test_train_entrypoint.py",
+    "test_paper_wiring_rest.py", "test_paper_wiring.py", "test_jacobian_rank.py",
+    "test_loco_edit.py", "test_ddim_table.py")
+
+
+def pytest_configure(config):
+  if hasattr(config.option, "loadscopereorder"):   # pytest-xdist: keep the order below
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+  """The files of `_LONGEST_FILES` first, in that order, then the others, most
+  tests first (xdist's own order); each file's tests stay in their order."""
+  count = collections.Counter(item.path.name for item in items)
+  rank = {name: i for i, name in enumerate(_LONGEST_FILES)}
+
+  def key(item):
+    name = item.path.name
+    return (rank[name], 0) if name in rank else (len(rank), -count[name])
+  items.sort(key=key)
 
 
 @pytest.fixture
