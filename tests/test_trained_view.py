@@ -66,3 +66,26 @@ def test_verdicts_follow_the_declared_criteria():
   close = _subject(1.0, 0.1, -0.01, 0.05)
   close["contrasts"]["log_linear_minus"]["SW2"]["leading"] = _est(-0.01, -0.03, 0.01)
   assert tv.verdicts(s, {"subjects": {"c": close}})[3].verdict == "partly"
+
+
+def test_trajectory_eta_of_one_subspace_is_the_posterior_shrinkage():
+  """For K = 1 the posterior mean is U Uᵀx/(1 + σ²) and proj_K(x) = U Uᵀx, so
+  η_t = (σ²/(1 + σ²)) ‖U Uᵀx_t‖ / ‖(I − U Uᵀ) x_t‖ along the same trajectory."""
+  from repro_jax import samplers
+  from repro_jax.diffusion import denoiser
+  from repro_jax.studies import optimization_view as ov
+  bases = np.asarray(denoisers.random_molrg_bases(jax.random.key(0), 10, 1, 3))
+  sub = tv.Subject("one", "molrg", denoiser.molrg(bases), 1, bases, (10,), False)
+  sig = ov.schedule_grid("log_linear", 8, final="min")
+  z = jax.random.normal(jax.random.key(1), (16, 10))
+  got = tv.trajectories(sub, sig, z)
+  xs = np.asarray(samplers.sample_batched(sub.den, z, sig, sampler="sigma_form",
+                                          return_trajectory=True).xs, np.float64)
+  u = bases[0].astype(np.float64)
+  on = np.linalg.norm(xs @ u, axis=-1)                         # ‖Uᵀx‖ = ‖U Uᵀx‖
+  off = np.linalg.norm(xs - (xs @ u) @ u.T, axis=-1)           # dist_K(x)
+  s2 = np.asarray(sig, np.float64)[:, None] ** 2
+  np.testing.assert_allclose(got["eta"][:, 0], (s2 / (1 + s2) * on / off)[:-1], rtol=2e-3)
+  np.testing.assert_allclose(got["ratio"][:, 0],
+                             off / (np.sqrt(10) * np.asarray(sig)[:, None]), rtol=2e-3)
+  assert got["eta_shrink"].shape == (len(sig) - 1, 1, 16)
