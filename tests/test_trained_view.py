@@ -23,6 +23,20 @@ def test_weighted_quantile_is_the_quantile_of_repeated_values():
   assert np.isnan(tv.weighted_quantile(v, np.zeros(50), 0.5))
 
 
+def test_quantile_replicates_are_the_weighted_quantile_of_each_replicate():
+  rng = np.random.default_rng(3)
+  values = np.round(rng.normal(size=(4, 3, 20)), 1)       # ties
+  values[0, 1, :3] = np.nan
+  mask = rng.random(values.shape) < 0.7
+  res = bootstrap.draw(jax.random.key(4), 20, np.zeros(3, np.int64), 30)
+  value, reps = tv._quantile_reps(values, mask, res, 0.9)
+  ok = (mask & np.isfinite(values)).astype(float)
+  assert value == tv.weighted_quantile(values, ok, 0.9)
+  for r, w in enumerate(tv._replicate_weights(res)):
+    want = tv.weighted_quantile(values, ok * w[None], 0.9)
+    assert reps[r] == want or (np.isnan(reps[r]) and np.isnan(want))
+
+
 def test_cov_bootstrap_replicates_are_the_error_of_the_resampled_cloud():
   bases = np.asarray(denoisers.random_molrg_bases(jax.random.key(0), 12, 2, 3))
   x, _ = denoisers.sample_molrg(jax.random.key(1), bases, 3 * 40)

@@ -94,18 +94,41 @@ def _replicate_weights(res: bootstrap.Resample) -> np.ndarray:
           * np.asarray(res.noise, np.float64)[:, None, :])
 
 
-def _quantile_estimate(values, mask, res, q: float, level: float) -> dict:
-  """Quantile `q` of `values [T, M, B]` where `mask [T, M, B]`, with its percentile
-  interval over the cluster bootstrap `res` (weights broadcast over T)."""
+def _quantile_reps(values, mask, res, q: float) -> tuple[float, np.ndarray]:
+  """Quantile `q` of `values [T, M, B]` where `mask [T, M, B]` (`weighted_quantile`),
+  and its replicates `[R]` under the cluster bootstrap `res` (weights broadcast
+  over T).  The values are sorted once; each replicate is a cumulative sum in that
+  order (a stable sort restricted to the weighted entries is the sort of those
+  entries, and zero weights leave the cumulative sums where they are)."""
   v = np.asarray(values, np.float64)
-  m = np.asarray(mask, bool) & np.isfinite(v)
-  value = weighted_quantile(v, m, q)
-  reps = np.array([weighted_quantile(v, m * w[None], q) for w in _replicate_weights(res)])
+  base = (np.asarray(mask, bool) & np.isfinite(v)).astype(np.float64)
+  order = np.argsort(v.ravel(), kind="stable")
+  v_sorted = v.ravel()[order]
+
+  def one(w):
+    cw = np.cumsum(w.ravel()[order])
+    if cw[-1] <= 0:
+      return float("nan")
+    return float(v_sorted[min(np.searchsorted(cw, q * cw[-1]), len(cw) - 1)])
+
+  return one(base), np.array([one(base * w[None]) for w in _replicate_weights(res)])
+
+
+def _percentile(value: float, reps, level: float, **extra) -> dict:
+  reps = np.asarray(reps, np.float64)
   reps = reps[np.isfinite(reps)]
   a = (1.0 - level) / 2.0
   ci = ([float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))] if reps.size
         else [float("nan")] * 2)
-  return {"value": value, "ci": ci, "fraction": float(m.mean())}
+  return {"value": value, "ci": ci, **extra}
+
+
+def _quantile_estimate(values, mask, res, q: float, level: float) -> dict:
+  """Quantile `q` of `values [T, M, B]` where `mask`, with its percentile interval
+  over the cluster bootstrap `res` and the share of entries in the mask."""
+  value, reps = _quantile_reps(values, mask, res, q)
+  fraction = float((np.asarray(mask, bool) & np.isfinite(values)).mean())
+  return _percentile(value, reps, level, fraction=fraction)
 
 
 @jax.jit
@@ -228,43 +251,22 @@ def diagnostics(subject: Subject, s, schedule_grid, key) -> tuple[dict, dict]:
       curves = dict(sigmas=np.asarray(sig, np.float64),
                     ratio=np.quantile(tr["ratio"].reshape(len(sig), -1), qs, axis=1),
                     eta=np.quantile(tr["eta"].reshape(len(sig) - 1, -1), qs, axis=1))
+  # η at the steps that start where the model's premise holds.
+  start = np.concatenate([r[:-1] for r in ratio])
+  premise = (start >= 1.0 / s.max_nu) & (start <= s.max_nu)
   ratio, eta, eta_shrink = (np.concatenate(a) for a in (ratio, eta, eta_shrink))
   everywhere = np.ones_like(ratio, bool)
-  lo = _quantile_estimate(ratio, everywhere, res, 0.01, s.ci_level)
-  hi = _quantile_estimate(ratio, everywhere, res, 0.99, s.ci_level)
+  (lo_v, lo_r), (hi_v, hi_r) = (_quantile_reps(ratio, everywhere, res, q) for q in (0.01, 0.99))
+  lo = _percentile(lo_v, lo_r, s.ci_level, fraction=1.0)
+  hi = _percentile(hi_v, hi_r, s.ci_level, fraction=1.0)
   # ν = max(q99, 1/q01); its interval from the replicates of both quantiles.
-  nu_reps = _nu_reps(ratio, res)
-  a = (1.0 - s.ci_level) / 2.0
-  nu = {"value": max(hi["value"], 1.0 / lo["value"]),
-        "ci": [float(np.quantile(nu_reps, a)), float(np.quantile(nu_reps, 1 - a))]}
-  # η at the steps that start where the model's premise holds.
-  start = np.concatenate([r[:-1] for r in _split(ratio, s, schedule_grid)])
-  premise = (start >= 1.0 / s.max_nu) & (start <= s.max_nu)
+  nu = _percentile(max(hi_v, 1.0 / lo_v), np.maximum(hi_r, 1.0 / lo_r), s.ci_level)
   out = dict(ratio_q01=lo, ratio_q99=hi, nu=nu,
              eta_95=_quantile_estimate(eta, premise, res, 0.95, s.ci_level),
              eta_median=_quantile_estimate(eta, premise, res, 0.5, s.ci_level),
              eta_shrink_95=_quantile_estimate(eta_shrink, np.ones_like(eta_shrink, bool), res,
                                               0.95, s.ci_level))
   return out, curves
-
-
-def _split(stacked, s, schedule_grid):
-  """Undo the concatenation over grids of per-state arrays `[Σ(T_g + 1), M, B]`."""
-  out, at = [], 0
-  for steps in s.trained_traj_steps:
-    n = len(schedule_grid("log_linear", int(steps), final="min"))
-    out.append(stacked[at:at + n])
-    at += n
-  return out
-
-
-def _nu_reps(ratio, res) -> np.ndarray:
-  reps = []
-  for w in _replicate_weights(res):
-    ww = np.broadcast_to(w[None], ratio.shape)
-    lo, hi = weighted_quantile(ratio, ww, 0.01), weighted_quantile(ratio, ww, 0.99)
-    reps.append(max(hi, 1.0 / lo))
-  return np.asarray(reps)
 
 
 # Tables ---------------------------------------------------------------------------------
