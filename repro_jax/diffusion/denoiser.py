@@ -26,6 +26,15 @@ can name it.
   loaded through `repro_jax.networks.training.load_denoiser`), each with its
   options as a typed frozen dataclass (`EmpiricalOptions`, ...).
 - `eps_of(denoise)`: the ε-head `(x − D(x, σ)) / σ` of the σ-form samplers.
+- `smoothed(data, smoothing=τ)` ("smoothed", `closed_form.smoothed`): the
+  σ-CFDM empirical denoiser averaged over a Gaussian ball around the query;
+  `gaussian_lowrank(...)` ("gaussian_lowrank", `closed_form.gaussian_lowrank`):
+  the Wiener filter of a low-rank plus diagonal Gaussian, given or fitted to
+  data (docs/theory.md §6.6).
+- `patch(data [N, H, W, C], schedule=..., mode=..., equivariant=...)`
+  ("ls", "els", "patch_composite", `closed_form.patch`): the local and
+  equivariant local score machines and the patch posterior composite, the
+  window chosen from σ by a `patch.WindowSchedule` (docs/theory.md §6.6).
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ import jax.numpy as jnp
 from repro_jax import settings as settings_lib
 from repro_jax import validation
 from repro_jax.closed_form import denoisers
+from repro_jax.closed_form import gaussian_lowrank as lowrank_lib
+from repro_jax.closed_form import patch as patch_lib
+from repro_jax.closed_form import smoothed as smoothed_lib
 from repro_jax.closed_form import streaming
 from repro_jax.diffusion import heads
 from repro_jax.diffusion.schedules import Schedule
@@ -266,6 +278,116 @@ def molrg(bases, weights=None) -> Denoiser:
       x, bases, jnp.ones_like(s), s, weights), jnp.shape(bases)[1:2])
 
 
+def _flat_data(data) -> jax.Array:
+  """`data [N, ...]` as checked rows `[N, D]`."""
+  data = jnp.asarray(data)
+  if data.ndim < 2:
+    raise ValueError(f"`data` must have shape [N, ...] with a feature axis; got "
+                     f"shape {data.shape}.")
+  flat = data.reshape(data.shape[0], math.prod(data.shape[1:]))
+  denoisers.check_data(flat)
+  return flat
+
+
+def smoothed(data, *, smoothing: float, num_draws: int = 16, seed: int = 0,
+             coordinates: str = "interpolant", antithetic: bool = True,
+             chunk_size: int | None = streaming.DEFAULT_CHUNK,
+             precision: str = "highest", mesh=None) -> Denoiser:
+  """The σ-CFDM smoothed closed-form denoiser of `data [N, ...]` (docs/theory.md §6.6).
+
+  At σ: the empirical denoiser averaged over `num_draws` standard normal
+  draws `z` (fixed by `seed`, so the denoiser is a deterministic function of
+  `(x, σ)`) at `x + ρ(σ) z`, `ρ = smoothed.ve_radius(smoothing, σ,
+  coordinates)`: `"interpolant"` keeps the paper's radius τ fixed in its
+  `x_t = t y + (1 − t) ε` (VE radius `τ (1 + σ)`), `"ve"` keeps it fixed in
+  VE coordinates.  Other options as `empirical`; the data are checked and
+  their squared norms computed here.
+  """
+  flat = _flat_data(data)
+  smoothing = validation.check_number(smoothing, "smoothing", lo=0.0)
+  validation.check_int(num_draws, "num_draws", minimum=1)
+  validation.check_int(seed, "seed")
+  if coordinates not in smoothed_lib.SMOOTHING_COORDINATES:
+    raise validation.unknown_name("smoothing coordinates", coordinates,
+                                  smoothed_lib.SMOOTHING_COORDINATES)
+  _, dt = validation.float_dtypes(data=flat)
+  sq = jnp.sum(jnp.square(flat.astype(dt)), axis=1)
+  key = jax.random.key(seed)
+
+  def closed_form(x, sigma):
+    return smoothed_lib.smoothed_denoiser(
+        x, flat, sigma, smoothed_lib.ve_radius(smoothing, sigma, coordinates), key=key,
+        num_draws=num_draws, antithetic=antithetic, chunk_size=chunk_size,
+        precision=precision, mesh=mesh, data_sq=sq)
+
+  info = dict(smoothing=smoothing, num_draws=num_draws, seed=seed, coordinates=coordinates)
+  return _flat("smoothed", closed_form, jnp.shape(data)[1:]).replace(info=info)
+
+
+def gaussian_lowrank(gaussian: lowrank_lib.LowRankGaussian | None = None, *, data=None,
+                     rank: int | None = None, residual: str = "isotropic",
+                     ddof: int = 0) -> Denoiser:
+  """The Wiener filter of `N(μ, U diag(λ) Uᵀ + diag(d))` (docs/theory.md §6.6).
+
+  Either a given `gaussian`, or one fitted to `data [N, ...]` with
+  `gaussian_lowrank.fit_lowrank_gaussian(rank, residual, ddof)`: the
+  hidden-Gaussian denoiser of the training set (Li, Dai & Qu, 2024).
+  """
+  if (gaussian is None) == (data is None):
+    raise ValueError("gaussian_lowrank needs exactly one of `gaussian` (a "
+                     "LowRankGaussian) and `data` [N, ...] (with `rank`).")
+  if data is not None:
+    if rank is None:
+      raise ValueError("gaussian_lowrank fitted to `data` needs `rank`.")
+    gaussian = lowrank_lib.fit_lowrank_gaussian(_flat_data(data), rank, residual=residual,
+                                                ddof=ddof)
+    shape = jnp.shape(data)[1:]
+  else:
+    if rank is not None:
+      raise ValueError("`rank` is an option of the fit; a given `gaussian` has its own.")
+    lowrank_lib.check_lowrank(gaussian)
+    shape = jnp.shape(gaussian.mean)
+  return _flat("gaussian_lowrank", lambda x, s: lowrank_lib.lowrank_gaussian_denoiser(
+      x, gaussian, s), shape)
+
+
+def patch(data, *, schedule, max_window: int | None = None, mode: str = "center",
+          equivariant: bool = False, boundary: str | None = None,
+          chunk_size: int | None = None, precision: str = "highest", mesh=None) -> Denoiser:
+  """Patch posterior denoisers of training images `data [N, H, W, C]` (docs/theory.md §6.6).
+
+  `mode="center"`: the LS machine (`equivariant=False`, named "ls") or the
+  ELS machine ("els") of Kamb & Ganguli; `mode="composite"`: the patch
+  posterior composite of Niedoba et al. ("patch_composite").  `schedule`: a
+  `patch.WindowSchedule` (or an int, one window for every σ) giving the
+  window side at each σ; `max_window` (default: the largest window of the
+  schedule, made odd) is the static patch size, so one compilation serves
+  every σ.  Other options as `patch.patch_denoiser`; the data, options and
+  schedule are checked here.
+  """
+  data = jnp.asarray(data)
+  if not isinstance(schedule, patch_lib.WindowSchedule):
+    validation.check_int(schedule, "schedule", minimum=1)
+    schedule = patch_lib.WindowSchedule.constant(schedule)
+  if max_window is None:
+    max_window = schedule.max_window | 1
+  boundary = patch_lib.check_options(mode, equivariant, boundary, max_window)
+  patch_lib.check_data(data)
+  patch_lib.check_window(schedule, max_window, mode, "schedule")
+  validation.check_chunk(chunk_size)
+  name = "patch_composite" if mode == "composite" else ("els" if equivariant else "ls")
+
+  def denoise(x, sigma):
+    return patch_lib.patch_denoiser(
+        x, data, _per_row(sigma, x), window=schedule, max_window=max_window, mode=mode,
+        equivariant=equivariant, boundary=boundary, chunk_size=chunk_size,
+        precision=precision, mesh=mesh)
+
+  info = dict(mode=mode, equivariant=bool(equivariant), boundary=boundary,
+              max_window=max_window, schedule=schedule)
+  return Denoiser(denoise, name, tuple(data.shape[1:]), info=info)
+
+
 # Registry --------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -291,6 +413,56 @@ class GmmOptions:
 class MolrgOptions:
   bases: Any                                 # [K, D, R]
   weights: Any = None                        # [K] or None (uniform)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class SmoothedOptions:
+  data: Any                                  # [N, ...]
+  smoothing: float                           # τ >= 0, read per `coordinates`
+  num_draws: int = 16                        # Monte Carlo draws of z per query
+  seed: int = 0                              # fixes the draws
+  coordinates: str = "interpolant"           # or "ve" (smoothed.SMOOTHING_COORDINATES)
+  antithetic: bool = True                    # draws in pairs ±z
+  chunk_size: int | None = streaming.DEFAULT_CHUNK
+  precision: str = "highest"
+  mesh: Any = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class GaussianLowrankOptions:
+  """A given `gaussian`, or one fitted to `data` (exactly one of the two)."""
+  gaussian: Any = None                       # gaussian_lowrank.LowRankGaussian
+  data: Any = None                           # [N, ...]
+  rank: int | None = None                    # R, required with data
+  residual: str = "isotropic"                # or "diagonal", "none"
+  ddof: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class PatchOptions:
+  """"ls" / "els": windows from σ by `patch.WindowSchedule(sigma_edges, windows)`."""
+  data: Any                                  # [N, H, W, C]
+  windows: tuple[int, ...]                   # window sides, one more than sigma_edges
+  sigma_edges: tuple[float, ...] = ()        # increasing σ at which the window changes
+  max_window: int | None = None              # static side M (odd); default max(windows)
+  boundary: str | None = None                # "zeros" (default) or "circular"
+  chunk_size: int | None = None              # training images per block; None: automatic
+  precision: str = "highest"
+  mesh: Any = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class PatchCompositeOptions(PatchOptions):
+  """"patch_composite": crops inside the image (boundary "valid"), same-position
+  posteriors unless `equivariant`."""
+  equivariant: bool = False
+
+
+def _patch(o: PatchOptions, mode: str, equivariant: bool) -> Denoiser:
+  return patch(o.data, schedule=patch_lib.WindowSchedule(o.sigma_edges, o.windows),
+               max_window=o.max_window, mode=mode, equivariant=equivariant,
+               boundary=o.boundary, chunk_size=o.chunk_size, precision=o.precision,
+               mesh=o.mesh)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -322,6 +494,16 @@ DENOISERS: dict[str, Entry] = {
     "gaussian": Entry(GaussianOptions, lambda o: gaussian(o.mean, o.cov)),
     "gmm": Entry(GmmOptions, lambda o: gmm(o.mixture)),
     "molrg": Entry(MolrgOptions, lambda o: molrg(o.bases, o.weights)),
+    "smoothed": Entry(SmoothedOptions, lambda o: smoothed(
+        o.data, smoothing=o.smoothing, num_draws=o.num_draws, seed=o.seed,
+        coordinates=o.coordinates, antithetic=o.antithetic, chunk_size=o.chunk_size,
+        precision=o.precision, mesh=o.mesh)),
+    "gaussian_lowrank": Entry(GaussianLowrankOptions, lambda o: gaussian_lowrank(
+        o.gaussian, data=o.data, rank=o.rank, residual=o.residual, ddof=o.ddof)),
+    "ls": Entry(PatchOptions, lambda o: _patch(o, "center", False)),
+    "els": Entry(PatchOptions, lambda o: _patch(o, "center", True)),
+    "patch_composite": Entry(PatchCompositeOptions, lambda o: _patch(
+        o, "composite", o.equivariant)),
     "network": Entry(NetworkOptions, _network),
 }
 
