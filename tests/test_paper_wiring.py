@@ -103,6 +103,12 @@ TINY = {
         etas=(0.0, 1.0), steps=(2, 4), few_steps=(2,), consistency_steps=(2,),
         consistency_from=2, interp_pairs=2, interp_points=3, interp_steps=2,
         sw_projections=8, bootstrap_resamples=20),
+    "closed_form_atlas": dict(
+        zoo=_TINY_ZOO, map_width=8, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8),
+        digits_seeds=(0, 1), molrg=_TINY_MOLRG, steps=2, num_inputs=4, traj_noises=2,
+        molrg_inputs=4, molrg_traj_noises=2, linear_fit_points=8, windows=(3,),
+        smoothings=(0.1,), final_noises=2, calib_pairs=8,
+        descriptor=_TINY_ZOO_STUDY["descriptor"], bootstrap_resamples=20),
 }
 
 

@@ -25,6 +25,7 @@ STUDIES: tuple[str, ...] = (
     "reproducibility_across_models",
     "jacobian_rank",
     "optimization_view",      # after the networks it restores (trains them if missing)
+    "closed_form_atlas",      # after every zoo it scores
     "loco_edit",
     "watermark",
     "ddim_table",

@@ -382,6 +382,14 @@ def _jacobian_jobs(s) -> list[NetworkJob]:
                             for w in mz.widths]
 
 
+def _atlas_jobs(s) -> list[NetworkJob]:
+  """The N map's group (`reproducibility_regimes`' width), the members and MoLRG."""
+  zoo = s.zoo
+  grid = f"×{len(zoo.sizes)} sizes ×{len(zoo.seeds)} seeds"
+  return [_network(model_zoo.train_config(zoo, s.map_width), data_shape(zoo.train.data),
+                   len(zoo.sizes) * len(zoo.seeds), grid)] + _jacobian_jobs(s)
+
+
 def _lowrank(what, cfg, seeds, ns, ranks, dim, k=1, float64=False, repeat=1):
   cells = int(seeds) * len(ns) * len(ranks) * repeat
   return LowrankJob(f"K={k} rank≤{max(ranks)} bases in D={dim}, {what}", cfg, cells,
@@ -430,6 +438,7 @@ JOBS = {
     "watermark": _member_jobs,
     "ddim_table": _jacobian_jobs,
     "optimization_view": _jacobian_jobs,   # its trained-denoiser part
+    "closed_form_atlas": _atlas_jobs,
 }
 
 
