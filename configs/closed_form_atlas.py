@@ -6,9 +6,10 @@ Run:
       --workdir=results/closed_form_atlas
 
 Variants:
-- `cpu` (default): the digits MLPs of reproducibility_regimes (width 128, N =
-  16 … 1797, 3 seeds: the (N, σ) map), the cross-model matrix's MLPs (EDM,
-  VP-ε, VP-v) and DiT at N = 16 and 1797, and jacobian_rank's MoLRG MLPs,
+- `cpu` (default): the digits MLPs of reproducibility_regimes (EDM, width 128,
+  N = 16 … 1797, 3 seeds: the (N, σ) map), the cross-model matrix's other
+  members (MLPs VP-ε and VP-v, the DiT) at N = 16 and 1797, and
+  jacobian_rank's MoLRG MLPs,
   against ε*, the Gaussian, the smoothed closed-form score and the LS / ELS /
   patch-composite denoisers (windows 3–9 fitted per σ), on a 10-step grid.
 - `smoke` (seconds, tests): tiny networks, a 3-step grid, windows 3 and 5.

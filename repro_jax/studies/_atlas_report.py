@@ -306,7 +306,7 @@ per σ and network on one half of the inputs and scored on the other.
 "{linear}": a per-σ affine least-squares fit to each network on
 {s.linear_fit_points} separate inputs, the ceiling of every linear closed form. Final samples: each closed form run as a DDIM sampler from
 {s.final_noises} shared noises (patch forms with the window schedule fitted to
-{s.digits_members[0][0]}), compared with every network's by per-image r² and by
+{map_label}), compared with every network's by per-image r² and by
 the calibrated pixel-NCC and learned-descriptor similarities. CIs:
 {s.ci_level:.0%} percentile bootstrap ({s.bootstrap_resamples} replicates) over
 seeds (clusters) and inputs; "≈" lists forms whose paired difference to the best

@@ -28,7 +28,7 @@ Ganguli fit the scale to the trained model; Niedoba et al. measure it from
 the network's gradients); the chosen windows are reported.
 
 From shared noises, the closed forms are also run as samplers (the patch forms
-with the window schedule fitted to the first member) and their final samples
+with the window schedule fitted to the map's network) and their final samples
 compared with the networks' by per-image r² (Kamb & Ganguli's statistic) and by
 the two similarities of the zoo (calibrated pixel NCC, the learned
 descriptor).  CIs: percentile bootstrap over the seeds (a cluster) and the
@@ -88,11 +88,13 @@ class Settings:
   zoo: model_zoo.ZooSettings = dataclasses.field(
       default_factory=lambda: _zoo_study.zoo_settings("cpu"))
   map_width: int = 128
-  # Architectures × kernels at a memorization and a generalization N: the
+  # Other architectures × kernels at a memorization and a generalization N:
   # groups of `reproducibility_across_models`' matrix (restored when trained).
+  # Its MLP EDM member is the map's group at those N (same settings, seeds and
+  # subsets, hence the same weights), so it is not listed again.
   digits_members: tuple[tuple[str, str, int, str], ...] = (
-      ("MLP EDM", "mlp", 128, "edm"), ("MLP VP-eps", "mlp", 128, "eps"),
-      ("MLP VP-v", "mlp", 128, "v"), ("DiT EDM", "dit", 32, "edm"))
+      ("MLP VP-eps", "mlp", 128, "eps"), ("MLP VP-v", "mlp", 128, "v"),
+      ("DiT EDM", "dit", 32, "edm"))
   digits_sizes: tuple[int, ...] = (16, 1797)
   digits_seeds: tuple[int, ...] = (0, 1, 2)
   # MoLRG MLPs (`jacobian_rank`'s: memorization N, generalization N).
@@ -187,7 +189,7 @@ _VARIANTS = {
     "cpu": {},
     "smoke": dict(
         zoo=_zoo_study.zoo_settings("smoke"), map_width=16,
-        digits_members=(("MLP EDM", "mlp", 16, "edm"),), digits_sizes=(8, 32),
+        digits_members=(("MLP VP-eps", "mlp", 16, "eps"),), digits_sizes=(8, 32),
         digits_seeds=(0, 1), molrg=jacobian_rank.settings("smoke").molrg, steps=3,
         num_inputs=8, traj_noises=4, molrg_inputs=8, molrg_traj_noises=4,
         linear_fit_points=96, windows=(3, 5), final_noises=6,
@@ -196,8 +198,7 @@ _VARIANTS = {
         bootstrap_resamples=50),
     # CIFAR-10: the paper zoo's U-Nets and DiT, larger windows, more inputs.
     "paper": dict(zoo=_zoo_study.zoo_settings("paper"), map_width=128,
-                  digits_members=(("U-Net VP-eps", "unet", 128, "eps"),
-                                  ("U-Net EDM", "unet", 128, "edm"),
+                  digits_members=(("U-Net EDM", "unet", 128, "edm"),
                                   ("DiT VP-eps", "dit", 256, "eps")),
                   digits_sizes=(64, 32768), windows=(3, 7, 15, 31),
                   num_inputs=128, traj_noises=32, linear_fit_points=8192,
@@ -361,8 +362,14 @@ class Net(NamedTuple):
   m: int
 
 
+_ARCH = {"mlp": "MLP", "unet": "U-Net", "dit": "DiT"}
+_KERNEL = {"edm": "EDM", "eps": "VP-eps", "v": "VP-v", "x0": "VP-x0"}
+
+
 def map_label(s: Settings) -> str:
-  return f"MLP EDM w={s.map_width} (N map)"
+  """The map group's label, e.g. "MLP EDM w=128"."""
+  param = s.zoo.train.diffusion.parameterization
+  return f"{_ARCH.get(s.zoo.model, s.zoo.model)} {_KERNEL.get(param, param)} w={s.map_width}"
 
 
 def networks(s: Settings, ds, mds) -> tuple[dict, dict, dict]:
@@ -675,10 +682,8 @@ def measure(s: Settings, ctx) -> dict:
           dim=int(np.prod(ds.data_shape)), data_var=float(np.var(x_all)))
       raw.update(_raw(c, f"digits__{label}__N{n}"))
     if n in s.digits_sizes:
-      first = s.digits_members[0][0]
-      params = out["digits"][first][str(n)]["params"]
-      members = [net for net in digits_nets[n] if net.label != map_label(s)]
-      out["final"][str(n)], samples = finals(s, members, forms, train, params, grid, sims,
+      params = out["digits"][map_label(s)][str(n)]["params"]
+      out["final"][str(n)], samples = finals(s, digits_nets[n], forms, train, params, grid, sims,
                                              jax.random.fold_in(key, 20 + i))
       io.save_npz(ctx.workdir / f"final_samples_N{n}.npz",
                   **{k: np.asarray(v, np.float16) for k, v in samples.items()})
