@@ -720,6 +720,22 @@ def explained(k: dict, s: Settings) -> list[int]:
           if k["r2"][k["forms"].index(b)][t] >= s.explained_min_r2]
 
 
+def _worst_gap(k: dict, s: Settings, sig, ref: str, tol: float) -> tuple[dict, bool]:
+  """`(measured, passed)`: the largest paired gap r²(rival) − r²(ref) over the σ's
+  where a closed form explains the network (`explained`), and whether its CI
+  upper bound stays ≤ `tol` at every one of them (and there is one)."""
+  ex = explained(k, s)
+  meas = {"σ explained": [_r(sig[t], 4) for t in ex]}
+  if ex:
+    worst = max(ex, key=lambda t: k["gap_ci"][t][1])
+    meas.update({f"largest gap r²(rival) − r²({ref})": [_r(k["gap"][worst]),
+                                                        [_r(c) for c in k["gap_ci"][worst]]],
+                 "rival": k["rival"][worst], "σ": _r(sig[worst], 4),
+                 f"min r²({ref}) there": _r(min(k["r2"][k["forms"].index(ref)][t]
+                                                for t in ex))})
+  return meas, bool(ex) and all(k["gap_ci"][t][1] <= tol for t in ex)
+
+
 def _r(v, nd=3):
   return round(float(v), nd)
 
@@ -739,13 +755,7 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
       continue
     for kind in kinds:
       k = cells[n_mem][kind]
-      ex = explained(k, s)
-      worst = max(ex, key=lambda t: k["gap_ci"][t][1]) if ex else None
-      meas[f"{label}, {kind}"] = {"σ explained": [_r(sig[t], 4) for t in ex]} | ({
-          "largest gap r²(rival) − r²(ε*)": [_r(k["gap"][worst]), [_r(c) for c in
-                                                                  k["gap_ci"][worst]]],
-          "rival": k["rival"][worst], "σ": _r(sig[worst], 4)} if ex else {})
-      good = bool(ex) and all(k["gap_ci"][t][1] <= s.memo_tol for t in ex)
+      meas[f"{label}, {kind}"], good = _worst_gap(k, s, sig, "ε*", s.memo_tol)
       ok &= good
       some |= good
   rows.append(verdicts_lib.judge(
@@ -798,16 +808,9 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
     for kind in ("train", "held-out", "trajectory"):
       if kind not in cells[m_gen]:
         continue
-      k = cells[m_gen][kind]
-      ex = explained(k, s)
-      worst = max(ex, key=lambda t: k["gap_ci"][t][1]) if ex else None
-      fi = k["forms"].index("exact MoLRG")
-      meas[f"{label} N={m_gen}, {kind}"] = {"σ explained": [_r(sig[t], 4) for t in ex]} | ({
-          "largest gap r²(rival) − r²(exact)": [_r(k["gap"][worst]),
-                                                [_r(c) for c in k["gap_ci"][worst]]],
-          "rival": k["rival"][worst], "σ": _r(sig[worst], 4),
-          "min r²(exact) there": _r(min(k["r2"][fi][t] for t in ex))} if ex else {})
-      ok &= bool(ex) and all(k["gap_ci"][t][1] <= s.molrg_tol for t in ex)
+      meas[f"{label} N={m_gen}, {kind}"], good = _worst_gap(cells[m_gen][kind], s, sig,
+                                                            "exact MoLRG", s.molrg_tol)
+      ok &= good
   rows.append(verdicts_lib.judge(
       ok, claim=f"On MoLRG data, where the posterior mean is known, the atlas picks it for "
                 f"networks that generalize (N = {m_gen})",
