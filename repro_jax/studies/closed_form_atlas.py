@@ -219,6 +219,26 @@ def sigma_grid(s: Settings) -> np.ndarray:
   return np.asarray(rpr.sigma_grid(s.steps, *sigma_range(s)), np.float64)
 
 
+def kernel_flops(s: Settings, shape, n_rows: int) -> float:
+  """FLOPs of one run's ELS kernels (the dominant cost; `2·B·P·N·P·K` per call,
+  P = H·W positions, K = M²·C for a static window side M): every candidate
+  window at every σ on the fixed inputs of every N of the map (training and,
+  where N < `n_rows`, held-out inputs), and the largest window along the
+  trajectories and for the final samples at `digits_sizes`.  0 for vector data."""
+  if len(shape) != 3:
+    return 0.0
+  h, w, c = (int(v) for v in shape)
+  p, t = h * w, int(s.steps)
+  k_all = sum(m * m * c for m in s.windows)
+  k_max = max(s.windows) ** 2 * c
+  fixed = sum(2 * s.num_inputs * p * n * p * k_all * t * (2 if n < n_rows else 1)
+              for n in s.zoo.sizes)
+  nets = (1 + len(s.digits_members)) * len(s.digits_seeds)
+  later = sum(2 * (nets * s.traj_noises + s.final_noises) * p * n * p * k_max * t
+              for n in s.digits_sizes)
+  return float(fixed + later)
+
+
 # Closed forms ---------------------------------------------------------------------------
 
 def image_forms(train: np.ndarray, s: Settings) -> dict[str, list[tuple[int, object]]]:

@@ -41,6 +41,7 @@ from repro_jax.networks.training import step as step_lib
 from repro_jax.networks.training.settings import LoopSettings
 from repro_jax.networks.training.settings import TrainSettings
 from repro_jax.networks.training.settings import WIDTH_FIELD
+from repro_jax.studies import closed_form_atlas
 from repro_jax.studies import common
 from repro_jax.studies import jacobian_rank
 from repro_jax.studies import molrg_networks
@@ -57,6 +58,7 @@ _STEP_SECONDS = 0.5             # timed batch: the largest power of two under th
 _TIME_BUDGET = 3.0              # seconds of timed steps per workload, at most
 _LOWRANK_CELLS = 64             # cells of a timed low-rank grid
 _IMAGE_SHAPES = {"digits": (8, 8, 1), "cifar10": (32, 32, 3)}
+_ROWS = {"digits": 1797, "cifar10": 50_000}     # training rows of each image source
 
 
 class PlanItem(NamedTuple):
@@ -315,6 +317,12 @@ class NetworkJob(NamedTuple):
   num_models: int
 
 
+class KernelJob(NamedTuple):
+  """Closed-form kernels a study evaluates (no training): their FLOPs."""
+  what: str
+  flops: float
+
+
 def architecture(model) -> str:
   if model.name == "unet":
     return f"U-Net w={model.width}"
@@ -382,12 +390,17 @@ def _jacobian_jobs(s) -> list[NetworkJob]:
                             for w in mz.widths]
 
 
-def _atlas_jobs(s) -> list[NetworkJob]:
-  """The N map's group (`reproducibility_regimes`' width), the members and MoLRG."""
+def _atlas_jobs(s) -> list:
+  """The N map's group (`reproducibility_regimes`' width), the members and MoLRG,
+  then the patch kernels of the closed forms."""
   zoo = s.zoo
   grid = f"×{len(zoo.sizes)} sizes ×{len(zoo.seeds)} seeds"
-  return [_network(model_zoo.train_config(zoo, s.map_width), data_shape(zoo.train.data),
-                   len(zoo.sizes) * len(zoo.seeds), grid)] + _jacobian_jobs(s)
+  shape = data_shape(zoo.train.data)
+  flops = closed_form_atlas.kernel_flops(s, shape, _ROWS.get(zoo.train.data.name, 0))
+  return [_network(model_zoo.train_config(zoo, s.map_width), shape,
+                   len(zoo.sizes) * len(zoo.seeds), grid)] + _jacobian_jobs(s) + [
+      KernelJob(f"ELS kernels (windows {'/'.join(str(w) for w in s.windows)}; sampling)",
+                flops)]
 
 
 def _lowrank(what, cfg, seeds, ns, ranks, dim, k=1, float64=False, repeat=1):
@@ -521,6 +534,15 @@ def plan(name: str, settings, *, measure_steps: int = MEASURE_STEPS,
   for job in JOBS[name](settings):
     if isinstance(job, NetworkJob):
       items.append(_network_item(name, job, measure_steps, rate))
+    elif isinstance(job, KernelJob):
+      # Timed at this machine's matmul rate (a lower bound: the kernels reach
+      # 10–46 % of it on CPU, `bench_patch`) or at the target `rate`.
+      here = rate or (matmul_rate() if measure_steps > 0 else None)
+      items.append(PlanItem(name, job.what, 1, 1, 0, job.flops,
+                            None if not here else job.flops / here,
+                            "closed-form kernels, no training; time = FLOPs / "
+                            + ("the target rate" if rate else "the matmul rate here, a lower "
+                               "bound (bench_patch: 10–46 % of it)")))
     else:
       items.append(_lowrank_item(name, job, measure_steps, rate))
   if last:
@@ -600,7 +622,10 @@ def table(items: list[PlanItem], variant: str, *, measure_steps: int = MEASURE_S
       total_flops += it.flops
       total_s += it.est_seconds or 0.0
       unknown += it.est_seconds is None
-    if it.num_models:
+    if it.num_models and not it.batch:     # a kernel item: FLOPs, no steps
+      lines.append(f"{it.study:32s} {it.what:58s} {'':5s} {'':7s} {'':16s} "
+                   f"{it.flops / 1e12:10.3g} {time_text:>10s}")
+    elif it.num_models:
       lines.append(f"{it.study:32s} {it.what:58s} {it.num_models:5d} {_count(it.params):>7s} "
                    f"{f'{it.steps} × {it.batch}':>16s} {it.flops / 1e12:10.3g} "
                    f"{time_text:>10s}")
