@@ -59,7 +59,10 @@ def test_every_study_plans_without_training(name, tmp_path, monkeypatch):
   if name in plan.CLOSED_FORM:
     assert [it.num_models for it in items] == [0]
   else:
-    assert all(it.num_models > 0 and it.steps > 0 and it.params > 0 for it in items)
+    # Trained programs, or closed-form kernels costed by their FLOPs (no batch).
+    assert all(it.num_models > 0 and it.steps > 0 and (it.params > 0 or
+                                                       not it.batch and it.flops > 0)
+               for it in items)
     assert all(it.flops == it.num_models * it.steps * it.flops_per_step > 0 for it in items)
   assert not list(tmp_path.iterdir())                   # nothing written
 
