@@ -112,7 +112,7 @@ class Settings:
   # MoLRG's closed forms are cheap (no patch kernels): more inputs there.
   molrg_inputs: int = 256
   molrg_traj_noises: int = 128
-  linear_fit_points: int = 512
+  linear_fit_points: int = 4096      # ≫ D + 1 parameters per output: a fit, not an overfit
   linear_ridge: float = 1e-6
   # Closed forms: patch windows (odd sides) fitted per σ; the smoothed score's
   # smoothing parameter.
@@ -201,7 +201,7 @@ _VARIANTS = {
                   digits_members=(("U-Net EDM", "unet", 128, "edm"),
                                   ("DiT VP-eps", "dit", 256, "eps")),
                   digits_sizes=(64, 32768), windows=(3, 7, 15, 31),
-                  num_inputs=128, traj_noises=32, linear_fit_points=8192,
+                  num_inputs=128, traj_noises=32, linear_fit_points=32768,
                   final_noises=1000),
 }
 
