@@ -109,6 +109,25 @@ TINY = {
         molrg_inputs=4, molrg_traj_noises=2, linear_fit_points=8, windows=(3,),
         smoothings=(0.1,), final_noises=2, calib_pairs=8,
         descriptor=_TINY_ZOO_STUDY["descriptor"], bootstrap_resamples=20),
+    "inverse_problems": dict(
+        zoo=_TINY_ZOO, digits_members=_TINY_MEMBERS, digits_sizes=(4, 8), digits_seeds=(0, 1),
+        num_pairs=4, steps=2, chunk=4, calib_pairs=8, xi_grid=(0.3, 1.0), xi_pairs=4,
+        bootstrap_resamples=20),
+    "conditional_models": dict(
+        zoo=_TINY_ZOO, members=(("U-Net EDM", "unet", 8, "edm"), ("DiT EDM", "dit", 8, "edm")),
+        memorization_members=("U-Net EDM",), uncond_members=(("U-Net EDM", "unet", 8, "edm"),),
+        sizes=(4, 8), uncond_sizes=(4, 8), seeds=(0, 1), steps=2, guidance_scales=(0.0, 1.0),
+        band_points=2, grid_noises=1, bootstrap_resamples=20, **_TINY_ZOO_STUDY),
+    "fine_tuning": dict(zoo=_TINY_ZOO, pretrain_steps=2, sampler=("Heun", "heun", 2),
+                        bootstrap_resamples=20, examples=2, **_TINY_ZOO_STUDY),
+    "gan_vae_control": dict(
+        zoo=_TINY_ZOO, wgan_gp=dict(width=4, steps=2, chunk=2, batch=4, n_critic=1),
+        sngan=dict(width=4, steps=2, chunk=2, batch=4, n_critic=1),
+        vae=dict(width=4, steps=2, chunk=2, batch=4),
+        vae_weak=dict(width=4, steps=2, chunk=2, batch=4), gen_seeds=(0, 1),
+        diffusion_members=(("U-Net", "unet", 8, "eps"), ("DiT", "dit", 8, "eps")),
+        diffusion_sizes=(4, 8), steps=2, num_shown=2, bootstrap_resamples=20,
+        **_TINY_ZOO_STUDY),
 }
 
 

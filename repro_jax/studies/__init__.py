@@ -29,4 +29,8 @@ STUDIES: tuple[str, ...] = (
     "loco_edit",
     "watermark",
     "ddim_table",
+    "conditional_models",     # reproducibility paper §4: conditional, inverse problems,
+    "inverse_problems",       # partial fine-tuning and the GAN/VAE negative control
+    "fine_tuning",
+    "gan_vae_control",
 )

@@ -37,12 +37,16 @@ import jax.numpy as jnp
 from repro_jax import settings as settings_lib
 from repro_jax.lowrank import model as lowrank
 from repro_jax.networks import model_zoo
+from repro_jax.networks.generative import train as generative
 from repro_jax.networks.training import step as step_lib
 from repro_jax.networks.training.settings import LoopSettings
 from repro_jax.networks.training.settings import TrainSettings
 from repro_jax.networks.training.settings import WIDTH_FIELD
 from repro_jax.studies import closed_form_atlas
 from repro_jax.studies import common
+from repro_jax.studies import conditional_models
+from repro_jax.studies import fine_tuning
+from repro_jax.studies import gan_vae_control
 from repro_jax.studies import jacobian_rank
 from repro_jax.studies import molrg_networks
 from repro_jax.studies import pca_equivalence
@@ -323,6 +327,14 @@ class KernelJob(NamedTuple):
   flops: float
 
 
+class GenerativeJob(NamedTuple):
+  """`num_models` GANs or VAEs of one variant (`generative.GenerativeSettings`)."""
+  what: str
+  settings: object
+  shape: tuple[int, ...]
+  num_models: int
+
+
 def architecture(model) -> str:
   if model.name == "unet":
     return f"U-Net w={model.width}"
@@ -370,7 +382,7 @@ def _molrg_jobs(s) -> list[NetworkJob]:
   return jobs
 
 
-def _member_jobs(s) -> list[NetworkJob]:
+def _member_jobs(s, members=None) -> list[NetworkJob]:
   """The digits members of the low-dim studies (the cross-model matrix's networks)."""
   shape = data_shape(s.zoo.train.data)
   grid = f"×{len(s.digits_sizes)} sizes ×{len(s.digits_seeds)} seeds"
@@ -378,7 +390,12 @@ def _member_jobs(s) -> list[NetworkJob]:
   # the table marks them shared (`_identity`).
   return [_network(jacobian_rank.member_config(s, m), shape,
                    len(s.digits_sizes) * len(s.digits_seeds), f"{m[0]}: {grid}")
-          for m in s.digits_members]
+          for m in (s.digits_members if members is None else members)]
+
+
+def _inverse_jobs(s) -> list[NetworkJob]:
+  """The members DPS runs (the cross-model matrix's networks, shared) and its probes."""
+  return _member_jobs(s, s.digits_members + s.probe_members)
 
 
 def _jacobian_jobs(s) -> list[NetworkJob]:
@@ -388,6 +405,31 @@ def _jacobian_jobs(s) -> list[NetworkJob]:
   return _member_jobs(s) + [_network(model_zoo.train_config(mz, w), data_shape(mz.train.data),
                                      len(mz.sizes) * len(mz.seeds), molrg_grid)
                             for w in mz.widths]
+
+
+def _conditional_jobs(s) -> list[NetworkJob]:
+  """The class-conditional groups, and the unconditional members they are compared
+  with (described as the cross-model matrix describes them: shared)."""
+  shape = data_shape(s.zoo.train.data)
+  return [_network(cfg, shape, num, what)
+          for what, cfg, num in conditional_models.training_jobs(s)]
+
+
+def _fine_tuning_jobs(s) -> list[NetworkJob]:
+  """Pretraining, training from scratch and partial fine-tuning (costed at a full
+  step: every gradient is computed, then masked)."""
+  shape = data_shape(s.zoo.train.data)
+  return [_network(cfg, shape, num, what) for what, cfg, num in fine_tuning.training_jobs(s)]
+
+
+def _gan_vae_jobs(s) -> list:
+  """The GAN/VAE groups, then the diffusion members they are set against (shared)."""
+  shape = data_shape(s.zoo.train.data)
+  dims = "×".join(str(v) for v in shape)
+  return [GenerativeJob(f"{what} ({g.kind}, {g.arch} w={g.width}, latent {g.latent}) on {dims}",
+                        g, shape, num) if isinstance(g, generative.GenerativeSettings)
+          else _network(g, shape, num, what)
+          for what, g, num in gan_vae_control.training_jobs(s)]
 
 
 def _atlas_jobs(s) -> list:
@@ -452,6 +494,10 @@ JOBS = {
     "ddim_table": _jacobian_jobs,
     "optimization_view": _jacobian_jobs,   # its trained-denoiser part
     "closed_form_atlas": _atlas_jobs,
+    "conditional_models": _conditional_jobs,
+    "fine_tuning": _fine_tuning_jobs,
+    "gan_vae_control": _gan_vae_jobs,
+    "inverse_problems": _inverse_jobs,
 }
 
 
@@ -471,6 +517,22 @@ def _network_item(name: str, job: NetworkJob, measure_steps: int,
     est = None if rate is None else job.num_models * steps * flops / rate
   return PlanItem(name, job.what, job.num_models, steps, int(cfg.train.batch_size), flops,
                   est, note, params)
+
+
+def _generative_item(name: str, job: GenerativeJob, measure_steps: int,
+                     rate: float | None) -> PlanItem:
+  """A GAN/VAE group: XLA's FLOPs of one step (critic steps included), timed at
+  the target `rate` or, as a lower bound, this machine's matmul rate."""
+  g = job.settings
+  rows = _ROWS.get(next((k for k, v in _IMAGE_SHAPES.items() if v == job.shape), ""), 1024)
+  fn, args = generative.abstract_step(g, job.shape, rows)
+  flops = program_flops(fn, *args)
+  here = rate or (matmul_rate() if measure_steps > 0 else None)
+  est = None if not here else job.num_models * int(g.steps) * flops / here
+  return PlanItem(name, job.what, job.num_models, int(g.steps), int(g.batch), flops, est,
+                  "GAN/VAE; time = FLOPs / " + ("the target rate" if rate else
+                                                "the matmul rate here, a lower bound"),
+                  params=generative.num_params(g, job.shape))
 
 
 def _lowrank_item(name: str, job: LowrankJob, measure_steps: int,
@@ -534,6 +596,8 @@ def plan(name: str, settings, *, measure_steps: int = MEASURE_STEPS,
   for job in JOBS[name](settings):
     if isinstance(job, NetworkJob):
       items.append(_network_item(name, job, measure_steps, rate))
+    elif isinstance(job, GenerativeJob):
+      items.append(_generative_item(name, job, measure_steps, rate))
     elif isinstance(job, KernelJob):
       # Timed at this machine's matmul rate (a lower bound: the kernels reach
       # 10–46 % of it on CPU, `bench_patch`) or at the target `rate`.
