@@ -154,6 +154,119 @@ def test_group_trains_once_then_restores(tmp_path):
                          np.asarray(jax.tree.leaves(g1.params)[0]))
 
 
+def _assert_same_states(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_killed_run_resumes_bit_for_bit(tmp_path, monkeypatch):
+  rng = np.random.default_rng(5)
+  x = np.tanh(rng.normal(size=(24, 8, 8, 1))).astype(np.float32)
+  # The smoke SNGAN's structure and chunk (compilations shared with test_smoke_run):
+  # generator, critic, spectral-norm statistics and both Adam states.
+  s = settings_lib.override(gvc.settings("smoke").sngan, {"steps": 40, "checkpoint_every": 20})
+  straight, hist = gen_train.train(s, x, [0, 1])
+  assert set(straight) == {"g", "opt_g", "d", "stats", "opt_d"} and hist.shape == (4, 2, 2)
+  ckpt = lambda d: sorted(int(p.name) for p in (d / "checkpoints").iterdir() if p.name.isdigit())
+
+  # 1. Killed during its 4th chunk (steps 30..40): the checkpoint of step 20 is kept.
+  calls, real = [0], gen_train._chunk_fn
+
+  def dying(*args):
+    fn = real(*args)
+    def run(*a):
+      calls[0] += 1
+      if calls[0] == 4:
+        raise RuntimeError("killed")
+      return fn(*a)
+    return run
+  monkeypatch.setattr(gen_train, "_chunk_fn", dying)
+  with pytest.raises(RuntimeError, match="killed"):
+    gen_train.train(s, x, [0, 1], tmp_path / "a")
+  assert ckpt(tmp_path / "a") == [20]
+  # Ctrl-C in the same chunk: the last finished chunk (step 30) is saved first.
+  calls[0] = 0
+
+  def interrupted(*args):
+    fn = real(*args)
+    def run(*a):
+      calls[0] += 1
+      if calls[0] == 4:
+        raise KeyboardInterrupt
+      return fn(*a)
+    return run
+  monkeypatch.setattr(gen_train, "_chunk_fn", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    gen_train.train(s, x, [0, 1], tmp_path / "c")
+  assert ckpt(tmp_path / "c") == [20, 30]
+  monkeypatch.setattr(gen_train, "_chunk_fn", real)
+  for d, chunks in (("a", 2), ("c", 1)):
+    resumed, hist = gen_train.train(s, x, [0, 1], tmp_path / d)
+    assert hist.shape == (chunks, 2, 2)                   # only the steps left
+    _assert_same_states(resumed, straight)
+  assert ckpt(tmp_path / "a") == [20, 40] and ckpt(tmp_path / "c") == [20, 30, 40]
+
+  # 2. Trained to step 10 (not a checkpoint multiple: saved at its end), then on to 40.
+  part = settings_lib.override(s, {"steps": 10})
+  gen_train.train(part, x, [0, 1], tmp_path / "b")
+  assert ckpt(tmp_path / "b") == [10]
+  resumed, hist = gen_train.train(s, x, [0, 1], tmp_path / "b")
+  assert hist.shape == (3, 2, 2)
+  _assert_same_states(resumed, straight)
+  # A finished run is restored as it is (nothing trained); other models are refused.
+  again, hist = gen_train.train(s, x, [0, 1], tmp_path / "b")
+  assert hist.shape == (0, 2, 2)
+  _assert_same_states(again, straight)
+  with pytest.raises(ValueError, match="other models .*settings lr"):
+    gen_train.train(settings_lib.override(s, {"lr": 1e-3}), x, [0, 1], tmp_path / "b")
+  with pytest.raises(ValueError, match="other models .*seeds"):
+    gen_train.train(s, x, [0, 2], tmp_path / "b")
+  with pytest.raises(ValueError, match="other models .*images"):
+    gen_train.train(s, x[::-1], [0, 1], tmp_path / "b")
+  with pytest.raises(ValueError, match="past steps=20"):
+    gen_train.train(settings_lib.override(s, {"steps": 20}), x, [0, 1], tmp_path / "b")
+  with pytest.raises(ValueError, match="multiple of chunk"):
+    settings_lib.override(s, {"checkpoint_every": 15})
+
+
+def test_group_resumes_and_reads_generator_only_checkpoints(tmp_path, monkeypatch):
+  rng = np.random.default_rng(5)
+  x = np.tanh(rng.normal(size=(12, 8, 8, 1))).astype(np.float32)
+  s = gen_train.GenerativeSettings(kind="sngan", steps=10, width=16, chunk=10)
+  # The hash leaves checkpoint_every out: it equals the one of the version without it
+  # (the literal was computed by that version), so kept groups are still found.
+  assert gen_train.group_hash(s, [0, 1], x) == "ac876ab71d"
+  assert gen_train.group_hash(settings_lib.override(s, {"checkpoint_every": 40}), [0, 1],
+                              x) == "ac876ab71d"
+  # A group killed after its first checkpoint resumes to the straight run's generators.
+  s = settings_lib.override(gvc.settings("smoke").vae, {"steps": 20})
+  straight, _ = gen_train.train(s, x, [3, 4])
+  gen_train.train(settings_lib.override(s, {"steps": 10}), x, [3, 4],
+                  tmp_path / f"v-{gen_train.group_hash(s, [3, 4], x)}")
+  grp = gen_train.ensure_group(s, x, [3, 4], tmp_path, "v")
+  assert grp.info["resumed_from_step"] == 10 and grp.info["steps"] == 20
+  _assert_same_states(grp.params, straight["g"])
+  # The earlier layout: the generators' leaves only (`p000`, ...), no layout in the
+  # metadata, written at the end; restored as finished, nothing trained.
+  from repro_jax.networks.training import checkpoint
+  old = tmp_path / f"old-{gen_train.group_hash(s, [3, 4], x)}"
+  mngr = checkpoint.manager(str(old), keep=1)
+  checkpoint.save(mngr, 20, {f"p{i:03d}": np.asarray(a) for i, a in
+                             enumerate(jax.tree.leaves(straight["g"]))}, np.arange(12), 12,
+                  dict(config={k: v for k, v in settings_lib.to_dict(s).items()
+                               if k != "checkpoint_every"},
+                       seeds=[3, 4], num_models=2, data_shape=[8, 8, 1]))
+  mngr.wait_until_finished()
+  mngr.close()
+  monkeypatch.setattr(gen_train, "_chunk_fn", lambda *a: pytest.fail("trained"))
+  grp = gen_train.ensure_group(s, x, [3, 4], tmp_path, "old")
+  _assert_same_states(grp.params, straight["g"])
+  assert grp.info["steps"] == 20 and grp.info["final_losses_per_model"] is None
+  with pytest.raises(ValueError, match="generators only"):
+    gen_train.train(settings_lib.override(s, {"steps": 30}), x, [3, 4], old)
+
+
 def test_frechet_distance_and_duplicates_against_oracles():
   from scipy import linalg
   rng = np.random.default_rng(3)

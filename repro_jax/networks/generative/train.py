@@ -4,10 +4,24 @@ A *group* is `M = len(seeds)` models of one variant (`GenerativeSettings`),
 trained on the same images with different initializations and batch orders:
 the train states are stacked along a leading axis `M`, one jitted call runs
 `chunk` steps of every model (`jax.vmap` over the models of a `lax.scan` over
-the steps), and the generators' parameters are saved with orbax
+the steps), and the train states are saved with orbax
 (`training.checkpoint`) in `<zoo_dir>/<name>-<hash>/`, the hash covering the
 settings, the seeds and the images, so that a second run restores them
 (`ensure_group`, as `model_zoo.ensure_group` does for denoisers).
+
+Resumable as the diffusion trainer (`training.many`, `training.loop`): with a
+`workdir`, the full train state of every model (generator, critic, its
+spectral-norm statistics, both optimizer states) is saved every
+`checkpoint_every` steps and at the end (`training.checkpoint`: never a NaN
+or inf, checksummed, the last `KEEP` steps kept, a damaged latest step falls
+back to the previous intact one), and a rerun resumes from the latest one.
+Step `t` of a model uses the key `fold_in(key, t)` and the chunks are aligned
+to multiples of `chunk`, so a resumed run gives the same parameters, bit for
+bit, as an uninterrupted one.  A checkpoint holding only the generator (the
+layout of earlier versions, written once training had finished) counts as
+finished.  `checkpoint_every` (like `steps`) may change when resuming; it does
+not enter the group's hash (`HASH_EXCLUDED`), which therefore matches the
+groups kept before it existed.
 
 Objectives (`kind`):
 - `"wgan_gp"`: WGAN with gradient penalty (Gulrajani et al., 2017),
@@ -45,9 +59,12 @@ from repro_jax import validation
 from repro_jax.networks.generative import gan
 from repro_jax.networks.generative import vae
 from repro_jax.networks.training import checkpoint
+from repro_jax.networks.training import loop
 
 KINDS = ("wgan_gp", "sngan", "vae")
 INFO_FILE = "gen_info.json"
+KEEP = 3                  # checkpoints kept per group (the newest)
+LAYOUT = "full_state"     # meta["layout"] of a checkpoint holding the full train state
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -71,14 +88,18 @@ class GenerativeSettings:
   beta: float = 1.0                # the VAE's KL weight
   obs_std: float = 0.2             # the VAE decoder's std on the [−1, 1] scale
   chunk: int = 500                 # steps per jitted call
+  checkpoint_every: int = 1000     # steps between checkpoints (a multiple of chunk)
 
   def __post_init__(self):
     if self.kind not in KINDS:
       raise ValueError(f"kind must be one of {KINDS}; got {self.kind!r}.")
     if self.arch not in gan.ARCHS or (self.kind == "vae" and self.arch != "mlp"):
       raise ValueError(f"arch must be one of {gan.ARCHS} (the VAE: 'mlp'); got {self.arch!r}.")
-    for name in ("latent", "width", "steps", "batch", "n_critic", "chunk"):
+    for name in ("latent", "width", "steps", "batch", "n_critic", "chunk", "checkpoint_every"):
       validation.check_int(getattr(self, name), name, minimum=1)
+    if self.checkpoint_every % self.chunk:
+      raise ValueError(f"checkpoint_every must be a multiple of chunk ({self.chunk}); got "
+                       f"{self.checkpoint_every}.")
     for name in ("lr", "obs_std"):
       validation.check_number(getattr(self, name), name, lo=0.0, lo_open=True)
     for name in ("b1", "b2"):
@@ -139,9 +160,10 @@ def _hyper(s: GenerativeSettings) -> dict:
 
 
 def _structure(s: GenerativeSettings) -> GenerativeSettings:
-  """`s` with its numeric hyperparameters and step count blanked (the compile key)."""
-  return dataclasses.replace(s, steps=1, **{k: getattr(GenerativeSettings(), k)
-                                           for k in HYPER})
+  """`s` with its numeric hyperparameters, step count and checkpointing blanked (the
+  compile key)."""
+  return dataclasses.replace(s, steps=1, chunk=1, checkpoint_every=1,
+                             **{k: getattr(GenerativeSettings(), k) for k in HYPER})
 
 
 def _optimizer(hp):
@@ -233,13 +255,156 @@ def _chunk_fn(s: GenerativeSettings, data_shape: tuple, length: int):
   return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)))
 
 
-def train(s: GenerativeSettings, images, seeds: Sequence[int]):
+def _flat(tree) -> dict:
+  """`{"p000": leaf, ...}`: the leaves of `tree` in order (the checkpoint's keys)."""
+  return {f"p{i:03d}": leaf for i, leaf in enumerate(jax.tree.leaves(tree))}
+
+
+def _unflat(template, flat: dict):
+  leaves, treedef = jax.tree.flatten(template)
+  return jax.tree.unflatten(treedef, [jnp.asarray(flat[f"p{i:03d}"])
+                                      for i in range(len(leaves))])
+
+
+def _hashed(s: GenerativeSettings) -> dict:
+  """The settings that define the trained models (`HASH_EXCLUDED` left out)."""
+  return {k: v for k, v in settings_lib.to_dict(s).items() if k not in HASH_EXCLUDED}
+
+
+def _images_digest(x: np.ndarray) -> str:
+  h = hashlib.sha256(str(x.shape).encode())
+  h.update(np.ascontiguousarray(x).tobytes())
+  return h.hexdigest()[:16]
+
+
+class _Run(NamedTuple):
+  states: Any             # the stacked train state, or `{"g": ...}` (generator-only layout)
+  history: np.ndarray     # [chunks trained here, M, 2]
+  start: int              # the step resumed from (0: fresh)
+  last_losses: Any        # the last chunk's mean losses [M, 2] (list), or None
+
+
+def _check_same_run(meta: dict, s: GenerativeSettings, seeds, x, workdir) -> None:
+  """Refuse a checkpoint of other models: other settings (up to `RESUMABLE`), seeds,
+  data shape or images."""
+  saved = {k: v for k, v in meta["config"].items()
+           if k not in HASH_EXCLUDED and k not in RESUMABLE}
+  want = {k: v for k, v in _hashed(s).items() if k not in RESUMABLE}
+  diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+  problems = [f"settings {', '.join(diff)}"] if diff else []
+  if [int(v) for v in meta.get("seeds", seeds)] != list(seeds) or meta["num_models"] != len(seeds):
+    problems.append("seeds")
+  if list(meta["data_shape"]) != list(x.shape[1:]):
+    problems.append("data shape")
+  if meta.get("images", _images_digest(x)) != _images_digest(x):
+    problems.append("images")
+  if problems:
+    raise ValueError(f"{workdir} holds other models ({'; '.join(problems)} differ); use a "
+                     "new workdir.")
+
+
+def _run(s: GenerativeSettings, x: np.ndarray, seeds: list, workdir=None) -> _Run:
+  """Train (or resume, with a `workdir`) `len(seeds)` models; see `train`."""
+  data_shape, m = tuple(x.shape[1:]), len(seeds)
+  keys = jnp.stack([jax.random.key(int(sd)) for sd in seeds])
+  init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+  step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+  init = jax.vmap(lambda k: init_state(s, data_shape, k))
+  total, start, last = int(s.steps), 0, None
+  mngr = None if workdir is None else checkpoint.manager(str(workdir), keep=KEEP)
+  try:
+    states = None
+    if mngr is not None:
+      full = jax.eval_shape(init, init_keys)
+
+      def abstract(meta, _):
+        _check_same_run(meta, s, seeds, x, workdir)
+        if meta.get("layout") == LAYOUT:
+          return {k: _flat(v) for k, v in full.items()}
+        return _flat(full["g"])            # the generator only (earlier versions)
+
+      restored = checkpoint.restore(mngr, abstract, set_aside=True)
+      if restored is not None:
+        start, last = int(restored.step), restored.meta.get("losses")
+        if start > total:
+          raise ValueError(f"{workdir} holds step {start}, past steps={total}; use a new "
+                           "workdir.")
+        if restored.meta.get("layout") != LAYOUT:
+          if start != total:
+            raise ValueError(f"{workdir} holds the generators only, at step {start} (not "
+                             f"{total}): nothing to resume from; use a new workdir.")
+          return _Run({"g": _unflat(full["g"], restored.state)}, np.zeros((0, m, 2)), start,
+                      last)
+        states = {k: _unflat(full[k], restored.state[k]) for k in full}
+        logging.info("generative: %s resumed %d models from step %d/%d in %s", s.kind, m,
+                     start, total, workdir)
+      meta = dict(config=settings_lib.to_dict(s), seeds=list(seeds), num_models=m,
+                  data_shape=list(data_shape), images=_images_digest(x), layout=LAYOUT)
+    if states is None:
+      states = jax.jit(init)(init_keys)
+    data, hyper = jnp.asarray(x), _hyper(s)
+    history, done, saved = [], start, start
+    t_begin = time.time()
+
+    def save(step):
+      nonlocal saved
+      checkpoint.save(mngr, step, {k: _flat(v) for k, v in states.items()}, np.arange(len(x)),
+                      len(x), dict(meta, losses=last))
+      saved = step
+
+    try:
+      while done < total:
+        length = min(int(s.chunk) - done % int(s.chunk), total - done)   # aligned chunks
+        t0 = time.time()
+        new, losses = _chunk_fn(_structure(s), data_shape, length)(states, step_keys, data,
+                                                                   done, hyper)
+        losses = np.asarray(losses)                                      # waits for the chunk
+        rate = length / max(time.time() - t0, 1e-9)
+        if not np.all(np.isfinite(losses)):
+          raise validation.DivergedError(
+              f"{s.kind} training diverged in steps {done}..{done + length} (losses hold NaN "
+              f"or inf); " + (f"the last checkpoint is step {saved}." if mngr is not None
+                              and saved else "no checkpoint was saved."))
+        states, done, last = new, done + length, losses.tolist()
+        history.append(losses)
+        logging.info("generative: %s step %d/%d  losses %s  %.1f steps/s  ETA %s "
+                     "(elapsed %.0fs)", s.kind, done, total,
+                     np.array2string(losses.mean(0), precision=4), rate,
+                     loop._fmt_eta((total - done) / rate), time.time() - t_begin)
+        if mngr is not None and (done % int(s.checkpoint_every) == 0 or done == total):
+          save(done)
+    except KeyboardInterrupt:
+      if mngr is not None and done > saved:      # the last finished chunk, not the one in flight
+        save(done)
+      logging.warning("generative: interrupted at step %d; %s.", done,
+                      f"last checkpoint: step {saved}" if mngr is not None and saved
+                      else "no checkpoint saved")
+      raise
+    bad = checkpoint.non_finite_leaves(states["g"])
+    if bad:
+      raise validation.DivergedError(f"{s.kind} training diverged: {', '.join(bad)} hold NaN "
+                                     "or inf.")
+    return _Run(states, np.stack(history) if history else np.zeros((0, m, 2)), start, last)
+  finally:
+    if mngr is not None:
+      mngr.wait_until_finished()
+      mngr.close()
+
+
+def train(s: GenerativeSettings, images, seeds: Sequence[int], workdir=None):
   """Train `len(seeds)` models of variant `s` on `images [N, H, W, C]`.
 
+  With a `workdir`, the full train states are saved in `workdir/checkpoints`
+  every `s.checkpoint_every` steps, at the end and on Ctrl-C (the last finished
+  chunk), and a rerun resumes from the latest intact checkpoint, bit for bit as
+  if it had not stopped (it may raise `steps`); a checkpoint of other settings,
+  seeds or images is refused.  Progress (losses, steps/s, ETA) is logged per chunk.
+
   Returns:
-    `(states, history)`: the stacked train states (leaves `[M, ...]`) and the
-    mean losses of each chunk, `[chunks, M, 2]` (GAN: critic, generator;
-    VAE: reconstruction, KL).
+    `(states, history)`: the stacked train states (leaves `[M, ...]`; only `{"g"}`
+    when `workdir` holds a finished generator-only checkpoint) and the mean
+    losses of each chunk trained by this call, `[chunks, M, 2]` (GAN: critic,
+    generator; VAE: reconstruction, KL).
   """
   x = np.asarray(images, np.float32)
   if x.ndim != 4 or x.shape[0] < 2:
@@ -247,24 +412,8 @@ def train(s: GenerativeSettings, images, seeds: Sequence[int]):
   validation.check_finite(x, "images")
   if not len(seeds):
     raise ValueError("seeds must not be empty.")
-  data_shape = tuple(x.shape[1:])
-  keys = jnp.stack([jax.random.key(int(sd)) for sd in seeds])
-  init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-  step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-  states = jax.jit(jax.vmap(lambda k: init_state(s, data_shape, k)))(init_keys)
-  data = jnp.asarray(x)
-  history, done = [], 0
-  while done < s.steps:
-    length = min(int(s.chunk), int(s.steps) - done)
-    states, losses = _chunk_fn(_structure(s), data_shape, length)(states, step_keys, data,
-                                                                  done, _hyper(s))
-    history.append(np.asarray(losses))
-    done += length
-  bad = checkpoint.non_finite_leaves(states["g"])
-  if bad:
-    raise validation.DivergedError(f"{s.kind} training diverged: {', '.join(bad)} hold NaN "
-                                   "or inf.")
-  return states, np.stack(history)
+  run = _run(s, x, [int(sd) for sd in seeds], workdir)
+  return run.states, run.history
 
 
 def abstract_step(s: GenerativeSettings, data_shape: tuple, rows: int):
@@ -290,9 +439,16 @@ def num_params(s: GenerativeSettings, data_shape: tuple) -> int:
 
 # Kept and restored -------------------------------------------------------------------
 
+# Settings that do not change the trained models: left out of the group's hash (so
+# that groups kept before they existed are still found) and free to change when
+# resuming, as `steps` is.
+HASH_EXCLUDED = ("checkpoint_every",)
+RESUMABLE = ("steps",)
+
+
 def group_hash(s: GenerativeSettings, seeds, images) -> str:
   h = hashlib.sha256()
-  h.update(settings_lib.to_json(s).encode())
+  h.update(json.dumps(_hashed(s), sort_keys=True).encode())
   h.update(json.dumps([int(sd) for sd in seeds]).encode())
   x = np.ascontiguousarray(np.asarray(images, np.float32))
   h.update(str(x.shape).encode())
@@ -300,42 +456,34 @@ def group_hash(s: GenerativeSettings, seeds, images) -> str:
   return h.hexdigest()[:10]
 
 
-def _abstract_params(s: GenerativeSettings, data_shape: tuple, m: int):
-  one = jax.eval_shape(lambda: init_state(s, data_shape, jax.random.key(0))["g"])
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct((m,) + a.shape, a.dtype), one)
-
-
 def ensure_group(s: GenerativeSettings, images, seeds: Sequence[int], zoo_dir,
                  name: str) -> GenGroup:
-  """Restore the group from `<zoo_dir>/<name>-<hash>/`, or train and save it."""
+  """Restore the group from `<zoo_dir>/<name>-<hash>/`, or train it there (resuming
+  from its latest checkpoint, see `train`)."""
   x = np.asarray(images, np.float32)
+  if x.ndim != 4 or x.shape[0] < 2:
+    raise ValueError(f"images must have shape [N >= 2, H, W, C]; got {x.shape}.")
+  validation.check_finite(x, "images")
   seeds = [int(sd) for sd in seeds]
+  if not seeds:
+    raise ValueError("seeds must not be empty.")
   data_shape = tuple(x.shape[1:])
   workdir = pathlib.Path(zoo_dir) / f"{name}-{group_hash(s, seeds, x)}"
-  abstract = _abstract_params(s, data_shape, len(seeds))
-  leaves, treedef = jax.tree.flatten(abstract)
-  target = {f"p{i:03d}": leaf for i, leaf in enumerate(leaves)}
-  mngr = checkpoint.manager(str(workdir), keep=1)
-  restored = checkpoint.restore(mngr, lambda meta, data: target)
   info_path = workdir / INFO_FILE
-  if restored is not None:
-    params = jax.tree.unflatten(treedef, [jnp.asarray(restored.state[k]) for k in target])
-    info = io.load_json(info_path) if info_path.exists() else {}
+  t0 = time.time()
+  run = _run(s, x, seeds, workdir)
+  params = run.states["g"]
+  if run.start == int(s.steps) and info_path.exists():
+    info = io.load_json(info_path)
     logging.info("generative: restored %s (%d models) from %s", name, len(seeds), workdir)
   else:
-    t0 = time.time()
-    states, history = train(s, x, seeds)
-    params = states["g"]
-    flat = {f"p{i:03d}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(params))}
-    checkpoint.save(mngr, int(s.steps), flat, np.arange(len(x)), len(x),
-                    dict(config=settings_lib.to_dict(s), seeds=seeds, num_models=len(seeds),
-                         data_shape=list(data_shape)))
-    mngr.wait_until_finished()
+    final = run.history[-1].tolist() if len(run.history) else run.last_losses
     info = dict(name=name, train_seconds=time.time() - t0, steps=int(s.steps),
-                final_losses_per_model=history[-1].tolist(), seeds=seeds)
+                final_losses_per_model=final, seeds=seeds)
+    if run.start:
+      info["resumed_from_step"] = run.start
     io.save_json(info_path, info)
-    logging.info("generative: trained %s (%d models) in %.0fs", name, len(seeds),
-                 info["train_seconds"])
-  mngr.close()
+    logging.info("generative: trained %s (%d models, from step %d) in %.0fs", name,
+                 len(seeds), run.start, info["train_seconds"])
   return GenGroup(name, s, graphdefs(s, data_shape)[0], params, np.asarray(seeds), str(workdir),
                   info)
