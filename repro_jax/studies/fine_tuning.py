@@ -382,6 +382,13 @@ def _ci(r, k):
   return [round(r[f"{k}_lo"], 4), round(r[f"{k}_hi"], 4)]
 
 
+
+def _judged(premise_holds: bool, passed, **fields) -> verdicts_lib.Verdict:
+  """"not tested" when the regime's premise fails, else judged by `passed()`."""
+  if not premise_holds:
+    return verdicts_lib.Verdict(verdict="not tested", source=_SOURCE, **fields)
+  return verdicts_lib.judge(passed(), source=_SOURCE, **fields)
+
 def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
   rows = rows_of(metrics, s.verdict_similarity)
   mem, gen = rows[0], rows[-1]
@@ -400,12 +407,8 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
            "from-scratch models less than from-scratch models reproduce each other.")
   crit = (f"at the smallest N: CI upper bound of RP(fine-tuned, from scratch) below the CI "
           f"lower bound of RP between from-scratch seeds; {premise_mem}")
-  if not mem_ok:
-    out.append(verdicts_lib.Verdict(claim=claim, verdict="not tested", criterion=crit,
-                                    measured=m_rp, source=_SOURCE))
-  else:
-    out.append(verdicts_lib.judge(mem["rp_ft_scratch_hi"] < mem["rp_scratch_lo"], claim=claim,
-                                  criterion=crit, measured=m_rp, source=_SOURCE))
+  out.append(_judged(mem_ok, lambda: mem["rp_ft_scratch_hi"] < mem["rp_scratch_lo"],
+                     claim=claim, criterion=crit, measured=m_rp))
   m_gl = dict(N=mem["N"], similarity=sim_name, gl_ft=round(mem["gl_ft"], 4),
               gl_ft_ci=_ci(mem, "gl_ft"), gl_scratch=round(mem["gl_scratch"], 4),
               gl_scratch_ci=_ci(mem, "gl_scratch"),
@@ -413,12 +416,8 @@ def verdicts(s: Settings, metrics: dict) -> list[verdicts_lib.Verdict]:
   claim = "In the memorization regime, partial fine-tuning raises the generalization score."
   crit = (f"at the smallest N: CI lower bound of GL(fine-tuned) above the CI upper bound of "
           f"GL(from scratch); {premise_mem}")
-  if not mem_ok:
-    out.append(verdicts_lib.Verdict(claim=claim, verdict="not tested", criterion=crit,
-                                    measured=m_gl, source=_SOURCE))
-  else:
-    out.append(verdicts_lib.judge(mem["gl_ft_lo"] > mem["gl_scratch_hi"], claim=claim,
-                                  criterion=crit, measured=m_gl, source=_SOURCE))
+  out.append(_judged(mem_ok, lambda: mem["gl_ft_lo"] > mem["gl_scratch_hi"],
+                     claim=claim, criterion=crit, measured=m_gl))
   d_rp = abs(gen["rp_ft_scratch"] - gen["rp_scratch"])
   d_gl = abs(gen["gl_ft"] - gen["gl_scratch"])
   m_gen = dict(N=gen["N"], similarity=sim_name,
